@@ -5,15 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from types import MappingProxyType
 from typing import Any
 
 from eventml.events.ids import new_event_id
 
 SPEC_VERSION = "1.0"
 JSON = "application/json"
-
-_EMPTY: Mapping[str, str] = MappingProxyType({})
 
 
 def utc_now() -> datetime:
@@ -41,7 +38,7 @@ class Event:
     datacontenttype: str | None = JSON
     dataschema: str | None = None
     headers: tuple[tuple[str, bytes], ...] = ()
-    extensions: Mapping[str, str] = _EMPTY
+    extensions: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.type:

@@ -128,8 +128,16 @@ def _file_lock(path: Path) -> Iterator[None]:
 
 
 def new_cluster_id() -> str:
-    """A KRaft cluster id: 22-char base64url (no padding) of a random UUID."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
+    """A KRaft cluster id: 22-char base64url (no padding) of a random UUID.
+
+    Like Kafka's ``Uuid.randomUuid()`` it never starts with ``-``: the storage
+    tool's argument parser would take such an id for an option
+    ("argument --cluster-id/-t: expected one argument").
+    """
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 def pick_free_ports(count: int = 2) -> list[int]:
@@ -236,13 +244,17 @@ def _text_tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
 def _require_java() -> str:
     java = shutil.which("java")
     if java is None:
-        raise KafkaUnavailable("java not found on PATH: install a JDK 17+ (e.g. openjdk-17-jdk-headless)")
+        raise KafkaUnavailable(
+            "java not found on PATH: install a JDK 17+ (e.g. openjdk-17-jdk-headless)"
+        )
     try:
         out = subprocess.run(
             [java, "-version"], capture_output=True, text=True, timeout=30, check=False
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise KafkaUnavailable(f"could not run '{java} -version' ({exc}): check the JDK install") from exc
+        raise KafkaUnavailable(
+            f"could not run '{java} -version' ({exc}): check the JDK install"
+        ) from exc
     match = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
     if match:
         major = int(match.group(1))
@@ -272,9 +284,10 @@ def _require_mvn() -> str:
 def _jars_complete(lib_dir: Path, kafka_version: str) -> bool:
     marker = lib_dir / MARKER_NAME
     try:
-        return marker.read_text().strip() == kafka_version
+        recorded = marker.read_text().strip()
     except OSError:
         return False
+    return recorded == kafka_version and (lib_dir / f"kafka_2.13-{kafka_version}.jar").is_file()
 
 
 def _slf4j_major(lib_dir: Path) -> int | None:
@@ -370,7 +383,7 @@ def check_bootstrap(bootstrap: str, timeout: float = 5.0) -> None:
         raise KafkaUnavailable(
             "confluent-kafka is not installed: pip install 'eventml[kafka]'"
         ) from exc
-    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": _rdkafka_logger()})
+    admin = AdminClient({"bootstrap.servers": bootstrap}, logger=_rdkafka_logger())
     try:
         admin.list_topics(timeout=timeout)
     except Exception as exc:  # KafkaException, or a C-level error
@@ -543,10 +556,14 @@ class KafkaBroker:
             capture_output=True, text=True, timeout=120, check=False, cwd=self.data_dir,
         )  # fmt: skip
         if fmt.returncode != 0:
+            output = fmt.stdout + fmt.stderr
+            lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+            hint = lines[-1][:300] if lines else "no output"
+            if "ClassNotFoundException" in output or "NoClassDefFoundError" in output:
+                hint += f" -- the jars look incomplete: delete {lib_dir} to refetch them"
             raise KafkaUnavailable(
-                f"kafka.tools.StorageTool format failed (exit {fmt.returncode}); "
-                f"delete {lib_dir} to refetch the jars if they are damaged",
-                _text_tail(fmt.stdout + fmt.stderr),
+                f"kafka.tools.StorageTool format failed (exit {fmt.returncode}): {hint}",
+                _text_tail(output),
             )
 
         log_path = self.data_dir / "broker.log"
@@ -709,7 +726,9 @@ def _cmd_start(home: Path, timeout: float) -> int:
             _say("removing stale Kafka broker state")
             _clear_state(home, state)
         t0 = time.monotonic()
-        _say(f"fetching Kafka {KAFKA_VERSION} jars into {home / 'lib'} (cached after the first run)")
+        _say(
+            f"fetching Kafka {KAFKA_VERSION} jars into {home / 'lib'} (cached after the first run)"
+        )
         ensure_jars(home)
         _say(f"jars ready ({time.monotonic() - t0:.1f} s); starting broker")
         t1 = time.monotonic()
@@ -770,7 +789,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     p_start = sub.add_parser("start", help="start a detached broker (idempotent); prints host:port")
-    p_start.add_argument("--timeout", type=float, default=START_TIMEOUT_S, help="readiness budget, s")
+    p_start.add_argument(
+        "--timeout", type=float, default=START_TIMEOUT_S, help="readiness budget, s"
+    )
     sub.add_parser("stop", help="stop the broker started by 'start'")
     sub.add_parser("status", help="print the address, or 'not running' (exit 1)")
     sub.add_parser("jars", help="only fetch the broker jars")

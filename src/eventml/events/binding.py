@@ -1,0 +1,172 @@
+"""CloudEvents Kafka binary binding: attributes as ``ce_*`` headers, data as the value.
+
+The same binding is used on every backend, so a record moved from the embedded
+log to Kafka (or read by a non-eventml Kafka client) means the same event.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from eventml.events.envelope import JSON, SPEC_VERSION, Event
+from eventml.log.base import Headers, Message, Record
+
+
+class EventDecodeError(ValueError):
+    """A record is not a valid CloudEvent; the message names the missing or bad part."""
+
+
+_REQUIRED = ("ce_id", "ce_source", "ce_type")
+_OPTIONAL = {"ce_subject": "subject", "ce_dataschema": "dataschema"}
+
+
+def _is_json(content_type: str | None) -> bool:
+    if content_type is None:
+        return True
+    base = content_type.split(";", 1)[0].strip().lower()
+    return base == JSON or base.endswith("+json")
+
+
+def encode_data(event: Event) -> bytes | None:
+    data = event.data
+    if data is None:
+        return None
+    if isinstance(data, bytes | bytearray | memoryview):
+        return bytes(data)
+    if _is_json(event.datacontenttype):
+        return orjson.dumps(data)
+    if isinstance(data, str):
+        return data.encode()
+    raise TypeError(
+        f"event {event.id}: data of type {type(data).__name__} needs a JSON content type "
+        f"or bytes, got datacontenttype={event.datacontenttype!r}"
+    )
+
+
+def key_bytes(key: str | bytes | None) -> bytes | None:
+    return key.encode() if isinstance(key, str) else key
+
+
+def to_message(event: Event) -> Message:
+    """The log message for ``event`` (binary binding); its timestamp is the event time."""
+    headers: list[tuple[str, bytes]] = [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", event.id.encode()),
+        ("ce_source", event.source.encode()),
+        ("ce_type", event.type.encode()),
+        ("ce_time", event.time.isoformat().encode()),
+    ]
+    if event.subject is not None:
+        headers.append(("ce_subject", event.subject.encode()))
+    if event.dataschema is not None:
+        headers.append(("ce_dataschema", event.dataschema.encode()))
+    if event.datacontenttype is not None:
+        headers.append(("content-type", event.datacontenttype.encode()))
+    for name, value in event.extensions.items():
+        headers.append((f"ce_{name}", value.encode()))
+    headers.extend(event.headers)
+    return Message(
+        value=encode_data(event),
+        key=key_bytes(event.key),
+        headers=tuple(headers),
+        timestamp_ms=event.time_ms,
+    )
+
+
+def from_record(record: Record, *, decode_data: bool = True) -> Event:
+    """The event carried by ``record``; raises :class:`EventDecodeError` if it is not one."""
+    return _from_parts(record.key, record.value, record.headers, decode_data)
+
+
+def _from_parts(
+    key: bytes | None, value: bytes | None, headers: Headers, decode_data: bool
+) -> Event:
+    attrs: dict[str, str] = {}
+    extensions: dict[str, str] = {}
+    other: list[tuple[str, bytes]] = []
+    content_type: str | None = None
+    try:
+        for name, raw in headers:
+            if name.startswith("ce_"):
+                text = raw.decode()
+                if name in _REQUIRED or name in _OPTIONAL or name in ("ce_time", "ce_specversion"):
+                    attrs[name] = text
+                else:
+                    extensions[name[3:]] = text
+            elif name == "content-type":
+                content_type = raw.decode()
+            else:
+                other.append((name, raw))
+    except UnicodeDecodeError as e:
+        raise EventDecodeError(f"header {name!r} is not UTF-8: {e}") from None
+    missing = [h for h in _REQUIRED if h not in attrs]
+    if missing:
+        raise EventDecodeError(f"not a CloudEvent: missing header(s) {', '.join(missing)}")
+    if attrs.get("ce_specversion", SPEC_VERSION) != SPEC_VERSION:
+        raise EventDecodeError(f"unsupported CloudEvents specversion {attrs['ce_specversion']!r}")
+    data: Any = value
+    if decode_data and value is not None and _is_json(content_type):
+        try:
+            data = orjson.loads(value)
+        except orjson.JSONDecodeError as e:
+            raise EventDecodeError(f"data is not valid JSON: {e}") from None
+    try:
+        time = datetime.fromisoformat(attrs["ce_time"]) if "ce_time" in attrs else None
+    except ValueError:
+        raise EventDecodeError(f"ce_time {attrs['ce_time']!r} is not RFC 3339") from None
+    if time is not None and time.tzinfo is None:
+        raise EventDecodeError(f"ce_time {attrs['ce_time']!r} has no timezone")
+    optional = {field: attrs[h] for h, field in _OPTIONAL.items() if h in attrs}
+    try:
+        return Event(
+            type=attrs["ce_type"],
+            data=data,
+            source=attrs["ce_source"],
+            key=key.decode() if key is not None and _is_utf8(key) else key,
+            id=attrs["ce_id"],
+            **({"time": time} if time is not None else {}),
+            datacontenttype=content_type,
+            headers=tuple(other),
+            extensions=extensions,
+            **optional,
+        )
+    except ValueError as e:
+        raise EventDecodeError(str(e)) from None
+
+
+def _is_utf8(b: bytes) -> bool:
+    try:
+        b.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+# -- structured mode (one JSON object per event), for JSON lines and HTTP -----------
+
+
+def to_structured(event: Event) -> dict[str, Any]:
+    """The CloudEvents JSON format of ``event`` (bytes data as ``data_base64``), plus ``key``."""
+    out: dict[str, Any] = {
+        "specversion": SPEC_VERSION,
+        "id": event.id,
+        "source": event.source,
+        "type": event.type,
+        "time": event.time.isoformat(),
+    }
+    for name in ("subject", "datacontenttype", "dataschema"):
+        value = getattr(event, name)
+        if value is not None:
+            out[name] = value
+    out.update(event.extensions)
+    if isinstance(event.data, bytes):
+        out["data_base64"] = base64.b64encode(event.data).decode()
+    elif event.data is not None:
+        out["data"] = event.data
+    if event.key is not None:
+        out["key"] = event.key if isinstance(event.key, str) else event.key.decode("latin-1")
+    return out

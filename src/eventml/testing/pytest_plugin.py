@@ -1,0 +1,80 @@
+"""pytest plugin (entry point ``pytest11: eventml``): a real Kafka broker for tests.
+
+Fixtures:
+
+* ``kafka_bootstrap`` (session): ``"127.0.0.1:PORT"`` of a broker.  Uses the broker
+  named by ``$EVENTML_KAFKA_BOOTSTRAP`` when set (it must answer), else starts a
+  throwaway :class:`~eventml.testing.kafka_broker.KafkaBroker` for the session.
+  If no broker can be started the test is skipped, except under ``CI=true``
+  where it fails: CI must never silently skip the Kafka tests.
+* ``kafka_topic_name`` (function): a unique topic name for the test,
+  ``pytest_<sanitized test name>_<8 hex>``.
+
+This module loads in every pytest run, so it imports nothing heavy at import
+time: the broker module (stdlib only) and confluent_kafka are imported inside
+the fixtures.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+_TOPIC_NAME_MAX = 200  # Kafka allows 249; leave room for suffixes tests may add
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() == "true"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    markers = config.getini("markers")
+    if not any(str(line).split(":", 1)[0].strip() == "kafka" for line in markers):
+        config.addinivalue_line(
+            "markers", "kafka: needs a real Kafka broker (started by the session fixture)"
+        )
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """Bootstrap address ("127.0.0.1:PORT") of a real Kafka broker for this session."""
+    from eventml.testing.kafka_broker import KafkaBroker, KafkaUnavailable, check_bootstrap
+
+    external = os.environ.get("EVENTML_KAFKA_BOOTSTRAP", "").strip()
+    if external:
+        problem: KafkaUnavailable | None = None
+        try:
+            check_bootstrap(external, timeout=10.0)
+        except KafkaUnavailable as exc:
+            problem = exc
+        if problem is not None:  # raised outside ``except`` to keep the report short
+            pytest.fail(f"EVENTML_KAFKA_BOOTSTRAP={external}: {problem.reason}", pytrace=False)
+        yield external
+        return
+
+    broker = KafkaBroker()
+    failure: KafkaUnavailable | None = None
+    try:
+        broker.start()
+    except KafkaUnavailable as exc:
+        failure = exc
+    if failure is not None:
+        if _in_ci():
+            # The one-line reason first; the broker log tail (if any) below it.
+            pytest.fail(f"Kafka broker unavailable: {failure}", pytrace=False)
+        pytest.skip(f"Kafka broker unavailable: {failure.reason}")
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def kafka_topic_name(request: pytest.FixtureRequest) -> str:
+    """A unique, valid Kafka topic name derived from the test's name."""
+    sanitized = re.sub(r"[^A-Za-z0-9-]+", "_", request.node.name).strip("_") or "test"
+    return f"pytest_{sanitized[:_TOPIC_NAME_MAX]}_{uuid.uuid4().hex[:8]}"
