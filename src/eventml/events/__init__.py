@@ -3,6 +3,7 @@
 from eventml.events.binding import (
     EventDecodeError,
     from_record,
+    from_structured,
     to_message,
     to_structured,
 )
@@ -13,6 +14,7 @@ __all__ = [
     "Event",
     "EventDecodeError",
     "from_record",
+    "from_structured",
     "new_event_id",
     "to_message",
     "to_structured",

@@ -71,6 +71,8 @@ LOG_TAIL_LINES = 30
 BROKER_JVM_OPTS = ("-Xms256m", "-Xmx768m", "-XX:+UseG1GC", "-XX:+ExitOnOutOfMemoryError")
 TOOL_JVM_OPTS = ("-Xms64m", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
 READY_LINE = "Kafka Server started"
+DATA_DIR_PREFIX = "eventml-kafka-"
+PID_FILE = "broker.pid"
 MARKER_NAME = ".complete"
 
 _log = logging.getLogger(__name__)
@@ -538,8 +540,9 @@ class KafkaBroker:
         raise AssertionError("unreachable")
 
     def _start_once(self, java: str, lib_dir: Path) -> None:
+        _sweep_stale_data_dirs()
         self.port, self.controller_port = pick_free_ports(2)
-        self.data_dir = Path(tempfile.mkdtemp(prefix="eventml-kafka-"))
+        self.data_dir = Path(tempfile.mkdtemp(prefix=DATA_DIR_PREFIX))
         self.cluster_id = new_cluster_id()
         props = self.data_dir / "server.properties"
         log4j = self.data_dir / "log4j2.properties"
@@ -574,6 +577,7 @@ class KafkaBroker:
                 cwd=self.data_dir, start_new_session=self.detached,
                 preexec_fn=None if self.detached else _parent_death_signal(),
             )  # fmt: skip
+        (self.data_dir / PID_FILE).write_text(f"{self._proc.pid}\n")
         self._wait_ready(log_path)
 
     def _wait_ready(self, log_path: Path) -> None:
@@ -602,7 +606,7 @@ class KafkaBroker:
             if time.monotonic() > deadline:
                 what = "AdminClient.list_topics failed" if started else f"no '{READY_LINE}' in log"
                 raise KafkaUnavailable(
-                    f"Kafka broker not ready after {self.start_timeout:.0f} s ({what}; "
+                    f"Kafka broker not ready after {self.start_timeout:g} s ({what}; "
                     f"{last_error}); machine overloaded? full log: {self.failure_log_path}",
                     _tail_block(log_path),
                 )
@@ -673,8 +677,29 @@ class KafkaBroker:
 def _tail_block(log_path: Path) -> str:
     tail = _tail(log_path)
     if not tail:
-        return f"--- {log_path} is empty ---"
-    return f"--- last {LOG_TAIL_LINES} lines of {log_path} ---\n{tail}"
+        return "--- the broker log is empty ---"
+    return f"--- last {LOG_TAIL_LINES} lines of the broker log ---\n{tail}"
+
+
+def _sweep_stale_data_dirs(max_age_s: float = 3600.0) -> None:
+    """Remove data dirs left by brokers whose owner was killed before it could clean up."""
+    now = time.time()
+    for path in Path(tempfile.gettempdir()).glob(f"{DATA_DIR_PREFIX}*"):
+        try:
+            pid_text = (path / PID_FILE).read_text().strip()
+        except FileNotFoundError:
+            pid_text = ""
+        except OSError:
+            continue
+        try:
+            if pid_text:
+                stale = not _pid_is_broker(int(pid_text))
+            else:  # still being set up by someone, unless it is old
+                stale = now - path.stat().st_mtime > max_age_s
+        except (OSError, ValueError):
+            continue
+        if stale:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -705,7 +730,7 @@ def _clear_state(home: Path, state: dict[str, Any] | None) -> None:
         with contextlib.suppress(KeyError, TypeError, ValueError):
             _terminate_pid(int(state["pid"]))
         data_dir = state.get("data_dir")
-        if isinstance(data_dir, str) and Path(data_dir).name.startswith("eventml-kafka-"):
+        if isinstance(data_dir, str) and Path(data_dir).name.startswith(DATA_DIR_PREFIX):
             shutil.rmtree(data_dir, ignore_errors=True)
     with contextlib.suppress(FileNotFoundError):
         _state_path(home).unlink()
@@ -725,12 +750,12 @@ def _cmd_start(home: Path, timeout: float) -> int:
         if state is not None:
             _say("removing stale Kafka broker state")
             _clear_state(home, state)
-        t0 = time.monotonic()
-        _say(
-            f"fetching Kafka {KAFKA_VERSION} jars into {home / 'lib'} (cached after the first run)"
-        )
-        ensure_jars(home)
-        _say(f"jars ready ({time.monotonic() - t0:.1f} s); starting broker")
+        if not _jars_complete(home / "lib", KAFKA_VERSION):
+            t0 = time.monotonic()
+            _say(f"fetching Kafka {KAFKA_VERSION} jars into {home / 'lib'} (once; cached)")
+            ensure_jars(home)
+            _say(f"jars ready in {time.monotonic() - t0:.1f} s")
+        _say(f"starting Kafka {KAFKA_VERSION} broker")
         t1 = time.monotonic()
         broker = KafkaBroker(home, start_timeout=timeout, detached=True, progress=_say)
         broker.start()

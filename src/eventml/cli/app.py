@@ -1,0 +1,101 @@
+"""The `eventml` command: its sub-commands and the one-line error policy."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from importlib.metadata import version
+from typing import Annotated
+
+import typer
+from typer._click.exceptions import ClickException, UsageError
+
+from eventml.cli.consume import consume, tail
+from eventml.cli.produce import produce
+from eventml.cli.topics import topics_app
+from eventml.log import LogError
+from eventml.log.registry import ENV_VAR
+
+app = typer.Typer(
+    name="eventml",
+    help="Event-driven machine learning on a durable log (embedded SQLite or Apache Kafka).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(topics_app, name="topics")
+app.command("produce")(produce)
+app.command("consume")(consume)
+app.command("tail")(tail)
+
+
+def _add_optional_groups() -> None:
+    """Sub-command groups that live in their own modules."""
+    from eventml.cli.bench import bench_app
+    from eventml.cli.demo import demo_app
+
+    app.add_typer(demo_app, name="demo", help="Runnable scenarios (fraud detection).")
+    app.add_typer(bench_app, name="bench", help="Benchmarks that print JSON and a table.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"eventml {version('eventml')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    broker: Annotated[
+        str | None,
+        typer.Option("--broker", "-b", help="Log URL for every sub-command (or $EVENTML_BROKER)."),
+    ] = None,
+    _: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Event-driven machine learning on a durable log (embedded SQLite or Apache Kafka)."""
+    if broker is not None:  # sub-commands read it through their --broker envvar
+        os.environ[ENV_VAR] = broker
+
+
+_add_optional_groups()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; every failure is one line on stderr and a non-zero exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=args, prog_name="eventml", standalone_mode=False)
+    except typer.Exit as e:
+        return e.exit_code
+    except UsageError as e:
+        where = e.ctx.command_path if e.ctx else "eventml"
+        typer.echo(f"{where}: error: {e.format_message()} (see '{where} --help')", err=True)
+        return 2
+    except ClickException as e:
+        typer.echo(f"eventml: error: {e.format_message()}", err=True)
+        return e.exit_code
+    except typer.Abort:
+        typer.echo("eventml: aborted", err=True)
+        return 130
+    except KeyboardInterrupt:
+        return 130
+    except LogError as e:
+        typer.echo(f"eventml: error: {e}", err=True)
+        return 2
+    except BrokenPipeError:
+        return 0
+    except Exception as e:  # a bug or an unexpected environment: one line, traceback on demand
+        if os.environ.get("EVENTML_DEBUG"):
+            raise
+        typer.echo(
+            f"eventml: internal error: {type(e).__name__}: {e} "
+            "(set EVENTML_DEBUG=1 to see the traceback)",
+            err=True,
+        )
+        return 1
+    return 0
