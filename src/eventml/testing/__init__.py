@@ -1,0 +1,23 @@
+"""Test doubles and tools for eventml users' own tests.
+
+* :class:`MemoryLog` — the in-memory log (``memory://``), same semantics as the others.
+* :class:`FakeClock` — time that moves only when told to.
+* :func:`check_delivery` — counts every event: loss, duplicates, per-key order.
+* :class:`KafkaBroker` — a real single-node Kafka 4.x broker from Maven Central jars;
+  the pytest plugin (loaded automatically) offers it as the ``kafka_bootstrap`` fixture.
+"""
+
+from eventml.log.memory import MemoryLog
+from eventml.testing.checkers import DeliveryReport, DeliveryViolation, check_delivery
+from eventml.testing.clock import FakeClock
+from eventml.testing.kafka_broker import KafkaBroker, KafkaUnavailable
+
+__all__ = [
+    "DeliveryReport",
+    "DeliveryViolation",
+    "FakeClock",
+    "KafkaBroker",
+    "KafkaUnavailable",
+    "MemoryLog",
+    "check_delivery",
+]

@@ -1,0 +1,5 @@
+"""``python -m eventml`` is the ``eventml`` command."""
+
+from eventml.cli import main
+
+main()

@@ -1,0 +1,50 @@
+"""The public surface is deliberate: changing it means changing this test."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+PUBLIC = {
+    "eventml": [
+        "ConsumerConfig", "Event", "LogError", "Message", "Record", "TopicPartition",
+        "TopicSpec", "__version__", "from_record", "open_log", "to_message",
+    ],
+    "eventml.events": [
+        "Event", "EventDecodeError", "from_record", "from_structured", "new_event_id",
+        "to_message", "to_structured", "utc_now",
+    ],
+    "eventml.log": [
+        "DEFAULT_URL", "BrokerUnavailable", "CommitFailed", "Consumer", "ConsumerConfig",
+        "InvalidTopic", "Log", "LogError", "Message", "RebalanceListener", "Record",
+        "RecordMetadata", "TopicDescription", "TopicExists", "TopicPartition", "TopicSpec",
+        "UnknownTopic", "UnsupportedBroker", "murmur2", "open_log", "partition_for",
+        "register_backend", "supported_schemes",
+    ],
+    "eventml.testing": [
+        "DeliveryReport", "DeliveryViolation", "FakeClock", "KafkaBroker", "KafkaUnavailable",
+        "MemoryLog", "check_delivery",
+    ],
+    "eventml.deadletter": [
+        "DLQ_PREFIX", "dead_letter_message", "dead_letter_topic", "provenance", "redact",
+    ],
+}
+
+
+@pytest.mark.parametrize("module", sorted(PUBLIC))
+def test_public_members(module: str) -> None:
+    mod = importlib.import_module(module)
+    assert sorted(mod.__all__) == sorted(PUBLIC[module])
+    for name in mod.__all__:
+        assert hasattr(mod, name), f"{module}.{name} is exported but missing"
+
+
+def test_importing_eventml_has_no_heavy_side_effects() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, eventml; "
+            "print(','.join(m for m in ('confluent_kafka', 'sklearn', 'numpy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
