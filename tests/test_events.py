@@ -27,7 +27,7 @@ json_values = st.recursive(
 )
 names = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=30)
 times = st.datetimes(
-    min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1),
+    min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1),  # noqa: DTZ001 - naive bounds, aware values
     timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30))]),
 )
 ext_names = st.text("abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=10).filter(

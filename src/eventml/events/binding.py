@@ -7,12 +7,12 @@ log to Kafka (or read by a non-eventml Kafka client) means the same event.
 from __future__ import annotations
 
 import base64
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from eventml.events.envelope import JSON, SPEC_VERSION, Event
+from eventml.events.envelope import JSON, SPEC_VERSION, Event, utc_now
 from eventml.log.base import Headers, Message, Record
 
 
@@ -79,12 +79,14 @@ def to_message(event: Event) -> Message:
 
 def from_record(record: Record, *, decode_data: bool = True) -> Event:
     """The event carried by ``record``; raises :class:`EventDecodeError` if it is not one."""
-    return _from_parts(record.key, record.value, record.headers, decode_data)
+    return _from_parts(record.key, record.value, record.headers, decode_data, record.timestamp_ms)
 
 
 def _from_parts(
-    key: bytes | None, value: bytes | None, headers: Headers, decode_data: bool
+    key: bytes | None, value: bytes | None, headers: Headers, decode_data: bool, timestamp_ms: int
 ) -> Event:
+    """Without ``ce_time`` (a record from a non-CloudEvents producer that still set the
+    required attributes) the event time is the record timestamp."""
     attrs: dict[str, str] = {}
     extensions: dict[str, str] = {}
     other: list[tuple[str, bytes]] = []
@@ -114,13 +116,10 @@ def _from_parts(
             data = orjson.loads(value)
         except orjson.JSONDecodeError as e:
             raise EventDecodeError(f"data is not valid JSON: {e}") from None
-    try:
-        time = datetime.fromisoformat(attrs["ce_time"]) if "ce_time" in attrs else None
-    except ValueError:
-        raise EventDecodeError(f"ce_time {attrs['ce_time']!r} is not RFC 3339") from None
-    if time is not None and time.tzinfo is None:
-        raise EventDecodeError(f"ce_time {attrs['ce_time']!r} has no timezone")
-    optional = {field: attrs[h] for h, field in _OPTIONAL.items() if h in attrs}
+    if "ce_time" in attrs:
+        time = _parse_rfc3339(attrs["ce_time"], "ce_time")
+    else:
+        time = datetime.fromtimestamp(timestamp_ms / 1000, UTC)
     try:
         return Event(
             type=attrs["ce_type"],
@@ -128,14 +127,25 @@ def _from_parts(
             source=attrs["ce_source"],
             key=key.decode() if key is not None and _is_utf8(key) else key,
             id=attrs["ce_id"],
-            **({"time": time} if time is not None else {}),
+            time=time,
+            subject=attrs.get("ce_subject"),
             datacontenttype=content_type,
+            dataschema=attrs.get("ce_dataschema"),
             headers=tuple(other),
             extensions=extensions,
-            **optional,
         )
     except ValueError as e:
         raise EventDecodeError(str(e)) from None
+
+
+def _parse_rfc3339(text: str, name: str) -> datetime:
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise EventDecodeError(f"{name} {text!r} is not RFC 3339") from None
+    if t.tzinfo is None:
+        raise EventDecodeError(f"{name} {text!r} has no timezone")
+    return t
 
 
 def _is_utf8(b: bytes) -> bool:
@@ -186,34 +196,30 @@ def from_structured(obj: Any) -> Event:
     missing = [a for a in ("id", "source", "type") if not isinstance(obj.get(a), str) or not obj[a]]
     if missing:
         raise EventDecodeError(f"missing or empty attribute(s): {', '.join(missing)}")
-    kwargs: dict[str, Any] = {}
-    if "time" in obj:
-        try:
-            kwargs["time"] = datetime.fromisoformat(str(obj["time"]).replace("Z", "+00:00"))
-        except ValueError:
-            raise EventDecodeError(f"time {obj['time']!r} is not RFC 3339") from None
-        if kwargs["time"].tzinfo is None:
-            raise EventDecodeError(f"time {obj['time']!r} has no timezone")
+    time = _parse_rfc3339(str(obj["time"]), "time") if "time" in obj else utc_now()
+    data: Any = obj.get("data")
     if "data_base64" in obj:
         try:
-            kwargs["data"] = base64.b64decode(obj["data_base64"], validate=True)
+            data = base64.b64decode(obj["data_base64"], validate=True)
         except (ValueError, TypeError):
             raise EventDecodeError("data_base64 is not valid base64") from None
-    elif "data" in obj:
-        kwargs["data"] = obj["data"]
-    for name in ("subject", "datacontenttype", "dataschema"):
-        if name in obj:
-            kwargs[name] = str(obj[name])
+
+    def text(name: str, default: str | None = None) -> str | None:
+        return str(obj[name]) if name in obj else default
+
     key = obj.get("partitionkey")
-    extensions = {k: str(v) for k, v in obj.items() if k not in _ATTRIBUTES}
     try:
         return Event(
             type=obj["type"],
+            data=data,
             source=obj["source"],
-            id=obj["id"],
             key=None if key is None else str(key),
-            extensions=extensions,
-            **kwargs,
+            id=obj["id"],
+            time=time,
+            subject=text("subject"),
+            datacontenttype=text("datacontenttype", JSON if "data_base64" not in obj else None),
+            dataschema=text("dataschema"),
+            extensions={k: str(v) for k, v in obj.items() if k not in _ATTRIBUTES},
         )
     except ValueError as e:
         raise EventDecodeError(str(e)) from None

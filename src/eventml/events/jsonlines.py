@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import orjson
 
 from eventml.events.binding import EventDecodeError, from_structured
-from eventml.events.envelope import Event
+from eventml.events.envelope import Event, utc_now
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +44,12 @@ def parse_line(raw: bytes, options: LineOptions) -> Event:
         if obj.get(options.key_field) is None:
             raise EventDecodeError(f"no field {options.key_field!r} for the key (--key-field)")
         key = str(obj[options.key_field])
-    extra = {}
-    if options.time_field is not None:
-        extra["time"] = _parse_time(obj.get(options.time_field), options.time_field)
-    return Event(type=options.type, source=options.source, data=obj, key=key, **extra)
+    time = (
+        _parse_time(obj.get(options.time_field), options.time_field)
+        if options.time_field is not None
+        else utc_now()
+    )
+    return Event(type=options.type, source=options.source, data=obj, key=key, time=time)
 
 
 def _parse_time(value: object, field: str) -> datetime:

@@ -57,7 +57,7 @@ def check_delivery(
     got_counts = Counter(got)
     missing = tuple(sorted((i for i in sent_counts if i not in got_counts), key=repr))
     unexpected = tuple(sorted((i for i in got_counts if i not in sent_counts), key=repr))
-    duplicated = ()
+    duplicated: tuple[Item, ...] = ()
     if not allow_duplicates:
         duplicated = tuple(
             sorted((i for i, n in got_counts.items() if n > sent_counts.get(i, 0) and i in sent_counts), key=repr)
