@@ -69,7 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     command = typer.main.get_command(app)
     try:
-        command.main(args=args, prog_name="eventml", standalone_mode=False)
+        # without standalone mode, typer returns the code of a typer.Exit instead of raising it
+        result = command.main(args=args, prog_name="eventml", standalone_mode=False)
+        if isinstance(result, int):
+            return result
     except typer.Exit as e:
         return e.exit_code
     except UsageError as e:
