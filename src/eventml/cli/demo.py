@@ -1,0 +1,105 @@
+"""`eventml demo fraud`: the fraud-detection scenario, end to end on any broker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from eventml.cli._common import DEFAULT_BROKER, BrokerOption, connect, err_console, fail
+from eventml.log import LogError
+
+demo_app = typer.Typer(help="Runnable scenarios.", no_args_is_help=True)
+
+
+@demo_app.callback()
+def _scenarios() -> None:
+    """Runnable scenarios (a callback keeps `fraud` a sub-command while it is the only one)."""
+
+
+@demo_app.command("fraud")
+def fraud(
+    events: Annotated[
+        int, typer.Option("--events", "-n", min=1, help="Transactions to generate and score.")
+    ] = 20_000,
+    seed: Annotated[int, typer.Option(help="Generator seed: the same seed, the same data.")] = 7,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of a table.")
+    ] = False,
+    rate: Annotated[
+        float | None,
+        typer.Option(min=1, help="Offered load in events/s (default: as fast as possible)."),
+    ] = None,
+    broker: BrokerOption = DEFAULT_BROKER,
+) -> None:
+    """Card transactions -> per-card features -> scikit-learn model -> fraud-alerts."""
+    from eventml.demos.fraud import MissingDependency, run_fraud_demo
+
+    try:
+        with connect(broker) as log, _progress(events) as progress:
+            result = run_fraud_demo(log, events=events, seed=seed, progress=progress, rate_eps=rate)
+    except LogError as e:
+        fail(str(e))
+    except MissingDependency as e:
+        fail(str(e), code=1)
+    except ImportError as e:  # a backend's client library is missing
+        fail(f"cannot open broker {broker!r}: {e}")
+    if json_output:
+        typer.echo(orjson.dumps(result.to_json_dict()).decode())
+    else:
+        Console(highlight=False).print(_summary(result.to_json_dict()))
+
+
+@contextmanager
+def _progress(total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr (stdout stays clean for --json); silent if not a terminal."""
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=not err_console.is_terminal,
+    )
+    task = bar.add_task("training the model on a generated history", total=total)
+
+    def update(done: int) -> None:
+        bar.update(task, completed=done, description="scoring transactions")
+
+    with bar:
+        yield update
+
+
+def _summary(result: dict[str, object]) -> Table:
+    latency = result["latency_ms"]
+    assert isinstance(latency, dict)
+    by_pattern = result["recall_by_pattern"]
+    assert isinstance(by_pattern, dict)
+    table = Table(title="eventml demo fraud", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    rows: list[tuple[str, str]] = [
+        ("broker", str(result["broker"])),
+        ("transactions", f"{result['events']:,} ({result['fraud_events']:,} fraudulent)"),
+        ("alerts", f"{result['alerts']:,} ({result['true_positives']:,} true)"),
+        ("precision", f"{result['precision']:.3f}"),
+        ("recall", f"{result['recall']:.3f}"),
+        *((f"  recall: {name}", f"{value:.3f}") for name, value in by_pattern.items()),
+        ("throughput", f"{result['throughput_eps']:,.0f} events/s"),
+        ("latency p50 / p99", f"{_ms(latency['p50'])} / {_ms(latency['p99'])}"),
+        ("model", f"{result['model']} (threshold {result['threshold']:.3f})"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+def _ms(value: object) -> str:
+    return "n/a" if value is None else f"{value:,.1f} ms"

@@ -1,0 +1,114 @@
+"""The fraud model: trained on a generated history with the serving feature function.
+
+scikit-learn is an optional dependency (``eventml[ml]``), imported only when a
+model is trained. The alert threshold is chosen on the history too: the model is
+fitted on its first part and the threshold on the later part (out of time).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from eventml.demos.fraud.features import FEATURE_NAMES, FeatureExtractor
+from eventml.demos.fraud.generator import GeneratedTransactions
+
+
+class MissingDependency(ImportError):
+    """An optional dependency is not installed; the message gives the install command."""
+
+
+@dataclass(frozen=True, slots=True)
+class Threshold:
+    value: float
+    precision: float  # on the validation part of the history
+    recall: float
+
+
+@dataclass(frozen=True, slots=True)
+class FraudModel:
+    """A fitted classifier over :data:`FEATURE_NAMES` and its alert threshold."""
+
+    estimator: Any
+    threshold: Threshold
+    feature_names: tuple[str, ...] = FEATURE_NAMES
+
+    @property
+    def name(self) -> str:
+        return type(self.estimator).__name__
+
+    def score_many(self, features: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Fraud probability per row (one batched ``predict_proba`` call)."""
+        if len(features) == 0:
+            return np.empty(0, dtype=np.float64)
+        proba = self.estimator.predict_proba(features)
+        return np.asarray(proba[:, 1], dtype=np.float64)
+
+
+def training_set(
+    history: GeneratedTransactions,
+) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+    """Features (the serving feature function, in event order) and labels of ``history``."""
+    return FeatureExtractor().update_many(history.transactions), history.labels
+
+
+def train_fraud_model(
+    history: GeneratedTransactions,
+    *,
+    random_state: int = 0,
+    validation_fraction: float = 0.25,
+    target_precision: float = 0.9,
+) -> FraudModel:
+    """Fit on the first part of ``history``, choose the threshold on the rest."""
+    ensemble = _sklearn_ensemble()
+    x, y = training_set(history)
+    split = int(len(y) * (1 - validation_fraction))
+    if y[:split].sum() == 0 or y[split:].sum() == 0:
+        raise ValueError("the history holds too little fraud to train on: generate more events")
+    estimator = ensemble.HistGradientBoostingClassifier(
+        max_iter=200,
+        learning_rate=0.1,
+        max_leaf_nodes=31,
+        l2_regularization=1.0,
+        early_stopping=False,
+        random_state=random_state,
+    )
+    estimator.fit(x[:split], y[:split])
+    model = FraudModel(estimator, Threshold(0.5, float("nan"), float("nan")))
+    threshold = choose_threshold(model.score_many(x[split:]), y[split:], target_precision)
+    return FraudModel(estimator, threshold)
+
+
+def choose_threshold(
+    scores: NDArray[np.float64], labels: NDArray[np.bool_], target_precision: float
+) -> Threshold:
+    """The lowest threshold whose precision is >= ``target_precision`` (most recall);
+    if none reaches it, the threshold with the best F1."""
+    order = np.argsort(-scores, kind="stable")
+    s, y = scores[order], labels[order].astype(np.float64)
+    tp = np.cumsum(y)
+    alerts = np.arange(1, len(y) + 1, dtype=np.float64)
+    last_of_tie = np.r_[s[1:] != s[:-1], True]  # a threshold alerts on all equal scores
+    precision = (tp / alerts)[last_of_tie]
+    recall = (tp / max(1.0, float(y.sum())))[last_of_tie]
+    candidates = s[last_of_tie]
+    ok = np.flatnonzero(precision >= target_precision)
+    if len(ok):
+        i = int(ok[-1])
+    else:
+        f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+        i = int(np.argmax(f1))
+    return Threshold(float(candidates[i]), float(precision[i]), float(recall[i]))
+
+
+def _sklearn_ensemble() -> Any:
+    try:
+        from sklearn import ensemble
+    except ImportError as e:
+        raise MissingDependency(
+            f"the fraud demo's model needs scikit-learn ({e}): pip install 'eventml[ml]'"
+        ) from None
+    return ensemble

@@ -1,0 +1,56 @@
+"""What a fraud demo run reports."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class FraudDemoResult:
+    events: int
+    fraud_events: int
+    alerts: int
+    true_positives: int
+    precision: float
+    recall: float
+    recall_by_pattern: Mapping[str, float]
+    throughput_eps: float  # transactions scored per second of pipeline wall time
+    latency_p50_ms: float | None  # transaction append acked -> its alert append acked
+    latency_p99_ms: float | None
+    offered_rate_eps: float | None  # the producer's pace; None: as fast as the log acknowledges
+    pipeline_seconds: float
+    train_seconds: float
+    model: str
+    threshold: float
+    features: tuple[str, ...]
+    broker: str
+    topics: tuple[str, str]  # transactions, alerts
+    seed: int
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "events": self.events,
+            "fraud_events": self.fraud_events,
+            "alerts": self.alerts,
+            "true_positives": self.true_positives,
+            "precision": round(self.precision, 4),
+            "recall": round(self.recall, 4),
+            "recall_by_pattern": {k: round(v, 4) for k, v in self.recall_by_pattern.items()},
+            "throughput_eps": round(self.throughput_eps, 1),
+            "latency_ms": {"p50": _ms(self.latency_p50_ms), "p99": _ms(self.latency_p99_ms)},
+            "offered_rate_eps": self.offered_rate_eps,
+            "pipeline_seconds": round(self.pipeline_seconds, 3),
+            "train_seconds": round(self.train_seconds, 3),
+            "model": self.model,
+            "threshold": round(self.threshold, 6),
+            "features": list(self.features),
+            "broker": self.broker,
+            "topics": {"transactions": self.topics[0], "alerts": self.topics[1]},
+            "seed": self.seed,
+        }
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
