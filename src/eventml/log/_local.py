@@ -14,9 +14,9 @@ from typing import Protocol
 
 from eventml.clock import ClockMs
 from eventml.log.base import (
-    LogError,
     Consumer,
     ConsumerConfig,
+    LogError,
     RebalanceListener,
     Record,
     TopicPartition,

@@ -181,6 +181,12 @@ def render_server_properties(broker_port: int, controller_port: int, log_dir: Pa
         "num.io.threads=2",
         "num.recovery.threads.per.data.dir=1",
         "auto.create.topics.enable=false",
+        # test brokers only: apply retention and compaction within about a second
+        "log.initial.task.delay.ms=0",  # default 30 s: no retention right after start
+        "log.retention.check.interval.ms=1000",
+        "log.cleaner.backoff.ms=1000",
+        "log.segment.delete.delay.ms=0",
+        "log.cleaner.min.compaction.lag.ms=0",
     ]
     return "\n".join(lines) + "\n"
 
