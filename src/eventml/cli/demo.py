@@ -93,7 +93,15 @@ def _summary(result: dict[str, object]) -> Table:
         ("recall", f"{result['recall']:.3f}"),
         *((f"  recall: {name}", f"{value:.3f}") for name, value in by_pattern.items()),
         ("throughput", f"{result['throughput_eps']:,.0f} events/s"),
-        ("latency p50 / p99", f"{_ms(latency['p50'])} / {_ms(latency['p99'])}"),
+        (
+            "latency p50 / p99",
+            f"{_ms(latency['p50'])} / {_ms(latency['p99'])} "
+            + (
+                f"at {result['offered_rate_eps']:,.0f} events/s offered"
+                if result.get("offered_rate_eps")
+                else "(unthrottled: includes backlog; try --rate 5000)"
+            ),
+        ),
         ("model", f"{result['model']} (threshold {result['threshold']:.3f})"),
     ]
     for name, value in rows:
