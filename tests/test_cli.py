@@ -111,6 +111,17 @@ def test_wrong_arguments_get_one_line(args: tuple[str, ...], needle: str, broker
     assert_one_line_error(run(*args, broker=broker), needle)
 
 
+def test_unreachable_kafka_is_one_line() -> None:
+    result = run("topics", "list", "--broker", "kafka://127.0.0.1:1")
+    assert_one_line_error(result, "cannot reach Kafka at 127.0.0.1:1", "scripts/kafka start")
+
+
+def test_group_without_command_shows_help_only() -> None:
+    result = run("topics")
+    assert result.returncode == 2
+    assert "create" in result.stdout and "error" not in result.stderr
+
+
 def test_help_and_version() -> None:
     assert "topics" in run("--help").stdout
     assert run("--version").stdout.startswith("eventml ")

@@ -77,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.exit_code
     except UsageError as e:
         where = e.ctx.command_path if e.ctx else "eventml"
+        if not e.format_message():  # a group called without a command: its help was shown
+            return 2
         typer.echo(f"{where}: error: {e.format_message()} (see '{where} --help')", err=True)
         return 2
     except ClickException as e:
