@@ -10,16 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from eventml.testing.kafka_broker import (
+from eventml.testing.kafka import (
     KafkaUnavailable,
     default_home,
     ensure_jars,
-    find_repo_root,
     new_cluster_id,
     pick_free_ports,
-    render_pom,
     render_server_properties,
 )
+from eventml.testing.kafka._common import find_repo_root
+from eventml.testing.kafka.jars import render_pom
 
 # ---------------------------------------------------------------- pure helpers
 

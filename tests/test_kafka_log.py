@@ -34,7 +34,7 @@ from eventml.log import (  # noqa: E402
     partition_for,
 )
 from eventml.log.kafka import KafkaLog  # noqa: E402
-from eventml.testing.kafka_broker import pick_free_ports  # noqa: E402
+from eventml.testing.kafka import pick_free_ports  # noqa: E402
 
 pytestmark = pytest.mark.kafka
 QUIET = {"logger": logging.getLogger("tests.rdkafka")}  # bare clients: no librdkafka stderr

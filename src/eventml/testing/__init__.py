@@ -10,7 +10,7 @@
 from eventml.log.memory import MemoryLog
 from eventml.testing.checkers import DeliveryReport, DeliveryViolation, check_delivery
 from eventml.testing.clock import FakeClock
-from eventml.testing.kafka_broker import KafkaBroker, KafkaUnavailable
+from eventml.testing.kafka import KafkaBroker, KafkaUnavailable
 
 __all__ = [
     "DeliveryReport",

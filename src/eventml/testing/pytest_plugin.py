@@ -4,7 +4,7 @@ Fixtures:
 
 * ``kafka_bootstrap`` (session): ``"127.0.0.1:PORT"`` of a broker.  Uses the broker
   named by ``$EVENTML_KAFKA_BOOTSTRAP`` when set (it must answer), else starts a
-  throwaway :class:`~eventml.testing.kafka_broker.KafkaBroker` for the session.
+  throwaway :class:`~eventml.testing.kafka.KafkaBroker` for the session.
   If no broker can be started the test is skipped, except under ``CI=true``
   where it fails: CI must never silently skip the Kafka tests.
 * ``kafka_topic_name`` (function): a unique topic name for the test,
@@ -42,7 +42,7 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
     """Bootstrap address ("127.0.0.1:PORT") of a real Kafka broker for this session."""
-    from eventml.testing.kafka_broker import KafkaBroker, KafkaUnavailable, check_bootstrap
+    from eventml.testing.kafka import KafkaBroker, KafkaUnavailable, check_bootstrap
 
     external = os.environ.get("EVENTML_KAFKA_BOOTSTRAP", "").strip()
     if external:

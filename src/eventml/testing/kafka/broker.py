@@ -1,36 +1,10 @@
-"""A real, throwaway Apache Kafka 4.x broker for tests and local development.
-
-The broker jars come from Maven Central (resolved once with ``mvn`` into a cache
-directory), so neither Docker nor the Kafka release tarball is needed; ``java``
-(17+) and ``mvn`` must be on PATH.  The broker is a single combined
-broker+controller (KRaft) bound to 127.0.0.1 only, on free ports picked at run
-time, with a fresh data directory per run.
-
-Library use::
-
-    with KafkaBroker() as broker:
-        produce_to(broker.bootstrap)   # "127.0.0.1:PORT"
-
-Command line (``scripts/kafka`` wraps this)::
-
-    python -m eventml.testing.kafka_broker start|stop|status|jars
-
-``start`` leaves a detached broker running and prints its address as the last
-line of stdout; ``stop`` stops it.  Cache dir: ``$EVENTML_KAFKA_HOME``, else
-``<repo root>/.kafka`` when run inside the repository, else
-``~/.cache/eventml/kafka``.
-
-Only the standard library is imported at module import time; confluent_kafka is
-imported lazily for the readiness check.
-"""
+"""The broker process: configuration rendering, readiness, process helpers and
+:class:`KafkaBroker`."""
 
 from __future__ import annotations
 
-import argparse
 import base64
 import contextlib
-import fcntl
-import json
 import logging
 import os
 import re
@@ -42,91 +16,30 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-__all__ = [
-    "KAFKA_VERSION",
-    "KafkaBroker",
-    "KafkaUnavailable",
-    "check_bootstrap",
-    "default_home",
-    "ensure_jars",
-    "main",
-    "new_cluster_id",
-    "pick_free_ports",
-    "render_log4j2_properties",
-    "render_server_properties",
-]
-
-KAFKA_VERSION = os.environ.get("EVENTML_KAFKA_VERSION", "4.1.1")
-LOG4J_VERSION = "2.24.3"
-DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy-dependencies"
-LOOPBACK = "127.0.0.1"
-START_TIMEOUT_S = 90.0
-STOP_TIMEOUT_S = 30.0
-LOG_TAIL_LINES = 30
-BROKER_JVM_OPTS = ("-Xms256m", "-Xmx768m", "-XX:+UseG1GC", "-XX:+ExitOnOutOfMemoryError")
-TOOL_JVM_OPTS = ("-Xms64m", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
-READY_LINE = "Kafka Server started"
-DATA_DIR_PREFIX = "eventml-kafka-"
-PID_FILE = "broker.pid"
-MARKER_NAME = ".complete"
+from eventml.testing.kafka._common import (
+    BROKER_JVM_OPTS,
+    DATA_DIR_PREFIX,
+    KAFKA_VERSION,
+    LOG_TAIL_LINES,
+    LOOPBACK,
+    PID_FILE,
+    READY_LINE,
+    START_TIMEOUT_S,
+    STOP_TIMEOUT_S,
+    TOOL_JVM_OPTS,
+    KafkaUnavailable,
+    _tail,
+    _text_tail,
+    default_home,
+)
+from eventml.testing.kafka.jars import ensure_jars
 
 _log = logging.getLogger(__name__)
-
-
-class KafkaUnavailable(RuntimeError):
-    """The broker could not be provided.
-
-    ``reason`` is one line saying what to fix; ``details`` (optional) holds
-    supporting output such as the tail of the broker log.  ``str()`` gives both.
-    """
-
-    def __init__(self, reason: str, details: str = "") -> None:
-        self.reason = " ".join(reason.split())
-        self.details = details.rstrip()
-        super().__init__(self.reason if not self.details else f"{self.reason}\n{self.details}")
-
-
-# --------------------------------------------------------------------------- paths
-
-
-def find_repo_root(start: Path | None = None) -> Path | None:
-    """The nearest directory at or above ``start`` (default: cwd) holding pyproject.toml."""
-    here = (start or Path.cwd()).resolve()
-    for candidate in (here, *here.parents):
-        if (candidate / "pyproject.toml").is_file():
-            return candidate
-    return None
-
-
-def default_home() -> Path:
-    """Cache/state dir: $EVENTML_KAFKA_HOME, <repo>/.kafka, or ~/.cache/eventml/kafka."""
-    env = os.environ.get("EVENTML_KAFKA_HOME")
-    if env:
-        return Path(env).expanduser().resolve()
-    root = find_repo_root()
-    if root is not None:
-        return root / ".kafka"
-    return Path.home() / ".cache" / "eventml" / "kafka"
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock (blocks), so concurrent runs don't race."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
-# --------------------------------------------------------------------------- pure helpers
 
 
 def new_cluster_id() -> str:
@@ -207,48 +120,6 @@ def render_log4j2_properties() -> str:
     )
 
 
-def render_pom(kafka_version: str, slf4j_binding: str) -> str:
-    """A throwaway POM whose runtime dependencies are the broker's classpath."""
-    deps = [
-        ("org.apache.kafka", "kafka_2.13", kafka_version),
-        ("org.apache.logging.log4j", "log4j-api", LOG4J_VERSION),
-        ("org.apache.logging.log4j", "log4j-core", LOG4J_VERSION),
-        ("org.apache.logging.log4j", slf4j_binding, LOG4J_VERSION),
-    ]
-    dep_xml = "\n".join(
-        f"    <dependency><groupId>{g}</groupId><artifactId>{a}</artifactId>"
-        f"<version>{v}</version></dependency>"
-        for g, a, v in deps
-    )
-    return (
-        '<project xmlns="http://maven.apache.org/POM/4.0.0">\n'
-        "  <modelVersion>4.0.0</modelVersion>\n"
-        "  <groupId>eventml.local</groupId>\n"
-        "  <artifactId>kafka-broker-classpath</artifactId>\n"
-        "  <version>1</version>\n"
-        "  <packaging>pom</packaging>\n"
-        "  <dependencies>\n"
-        f"{dep_xml}\n"
-        "  </dependencies>\n"
-        "</project>\n"
-    )
-
-
-def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def _text_tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
-
-
-# --------------------------------------------------------------------------- prerequisites
-
-
 def _require_java() -> str:
     java = shutil.which("java")
     if java is None:
@@ -274,105 +145,6 @@ def _require_java() -> str:
                 "and put it first on PATH"
             )
     return java
-
-
-def _require_mvn() -> str:
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise KafkaUnavailable(
-            "mvn not found on PATH: install Maven (e.g. apt-get install maven) to fetch the Kafka "
-            "jars, or set EVENTML_KAFKA_HOME to a dir whose lib/ already holds them"
-        )
-    return mvn
-
-
-# --------------------------------------------------------------------------- jars
-
-
-def _jars_complete(lib_dir: Path, kafka_version: str) -> bool:
-    marker = lib_dir / MARKER_NAME
-    try:
-        recorded = marker.read_text().strip()
-    except OSError:
-        return False
-    return recorded == kafka_version and (lib_dir / f"kafka_2.13-{kafka_version}.jar").is_file()
-
-
-def _slf4j_major(lib_dir: Path) -> int | None:
-    for jar in lib_dir.glob("slf4j-api-*.jar"):
-        match = re.match(r"slf4j-api-(\d+)\.", jar.name)
-        if match:
-            return int(match.group(1))
-    return None
-
-
-def _run_mvn(mvn: str, pom: Path, out_dir: Path, kafka_version: str) -> None:
-    cmd = [
-        mvn,
-        "-B",
-        "-q",
-        "-f",
-        str(pom),
-        DEPENDENCY_PLUGIN,
-        f"-DoutputDirectory={out_dir}",
-        "-DincludeScope=runtime",
-    ]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise KafkaUnavailable(
-            f"mvn did not resolve org.apache.kafka:kafka_2.13:{kafka_version} within 15 min: "
-            "check network access to Maven Central"
-        ) from exc
-    if proc.returncode != 0:
-        output = proc.stdout + proc.stderr
-        errors = [ln for ln in output.splitlines() if "ERROR" in ln]
-        first = errors[0].replace("[ERROR]", "").strip() if errors else "see output"
-        raise KafkaUnavailable(
-            f"mvn failed (exit {proc.returncode}) resolving org.apache.kafka:kafka_2.13:"
-            f"{kafka_version}: {first[:300]} -- check network access to Maven Central and the "
-            "version (EVENTML_KAFKA_VERSION)",
-            _text_tail(output),
-        )
-
-
-def ensure_jars(cache_dir: Path | None = None, kafka_version: str = KAFKA_VERSION) -> Path:
-    """Make sure ``<cache_dir>/lib`` holds the broker's runtime classpath; return that dir.
-
-    Skips everything when ``lib/.complete`` (written after a successful fetch) names
-    ``kafka_version``.  Otherwise writes ``<cache_dir>/pom.xml`` and runs
-    ``mvn ... maven-dependency-plugin:3.6.1:copy-dependencies`` into a staging dir
-    that replaces ``lib`` only once complete.
-    """
-    home = (cache_dir or default_home()).resolve()
-    lib_dir = home / "lib"
-    if _jars_complete(lib_dir, kafka_version):
-        return lib_dir
-    with _file_lock(home / ".fetch.lock"):
-        if _jars_complete(lib_dir, kafka_version):  # another process fetched meanwhile
-            return lib_dir
-        mvn = _require_mvn()
-        pom = home / "pom.xml"
-        staging = home / f"lib.staging-{os.getpid()}"
-        # Kafka 4.x declares slf4j-api 1.7.x; if a release moves to 2.x, switch binding.
-        for binding in ("log4j-slf4j-impl", "log4j-slf4j2-impl"):
-            shutil.rmtree(staging, ignore_errors=True)
-            pom.write_text(render_pom(kafka_version, binding))
-            _run_mvn(mvn, pom, staging, kafka_version)
-            major = _slf4j_major(staging)
-            wants_v2 = binding == "log4j-slf4j2-impl"
-            if major is None or (major >= 2) == wants_v2:
-                break
-        if not any(staging.glob(f"kafka_2.13-{kafka_version}.jar")):
-            shutil.rmtree(staging, ignore_errors=True)
-            raise KafkaUnavailable(
-                f"mvn finished but kafka_2.13-{kafka_version}.jar is missing from {staging}: "
-                f"delete {home} and retry"
-            )
-        (staging / MARKER_NAME).write_text(kafka_version + "\n")
-        shutil.rmtree(lib_dir, ignore_errors=True)
-        staging.rename(lib_dir)
-    return lib_dir
 
 
 # --------------------------------------------------------------------------- readiness
@@ -706,143 +478,3 @@ def _sweep_stale_data_dirs(max_age_s: float = 3600.0) -> None:
             continue
         if stale:
             shutil.rmtree(path, ignore_errors=True)
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-def _state_path(home: Path) -> Path:
-    return home / "run" / "state.json"
-
-
-def _read_state(home: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(_state_path(home).read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _state_alive(state: dict[str, Any]) -> bool:
-    try:
-        pid, port = int(state["pid"]), int(state["port"])
-    except (KeyError, TypeError, ValueError):
-        return False
-    return _pid_is_broker(pid) and _port_answers(port)
-
-
-def _clear_state(home: Path, state: dict[str, Any] | None) -> None:
-    if state is not None:
-        with contextlib.suppress(KeyError, TypeError, ValueError):
-            _terminate_pid(int(state["pid"]))
-        data_dir = state.get("data_dir")
-        if isinstance(data_dir, str) and Path(data_dir).name.startswith(DATA_DIR_PREFIX):
-            shutil.rmtree(data_dir, ignore_errors=True)
-    with contextlib.suppress(FileNotFoundError):
-        _state_path(home).unlink()
-
-
-def _say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def _cmd_start(home: Path, timeout: float) -> int:
-    with _file_lock(home / "run" / ".lock"):
-        state = _read_state(home)
-        if state is not None and _state_alive(state):
-            _say(f"Kafka broker already running (pid {state['pid']})")
-            print(state["bootstrap"], flush=True)
-            return 0
-        if state is not None:
-            _say("removing stale Kafka broker state")
-            _clear_state(home, state)
-        if not _jars_complete(home / "lib", KAFKA_VERSION):
-            t0 = time.monotonic()
-            _say(f"fetching Kafka {KAFKA_VERSION} jars into {home / 'lib'} (once; cached)")
-            ensure_jars(home)
-            _say(f"jars ready in {time.monotonic() - t0:.1f} s")
-        _say(f"starting Kafka {KAFKA_VERSION} broker")
-        t1 = time.monotonic()
-        broker = KafkaBroker(home, start_timeout=timeout, detached=True, progress=_say)
-        broker.start()
-        state = broker.detach()
-        path = _state_path(home)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2) + "\n")
-        tmp.replace(path)
-        _say(
-            f"Kafka broker started in {time.monotonic() - t1:.1f} s "
-            f"(pid {state['pid']}, log {state['log']}); stop it with scripts/kafka stop"
-        )
-        print(state["bootstrap"], flush=True)
-        return 0
-
-
-def _cmd_stop(home: Path) -> int:
-    with _file_lock(home / "run" / ".lock"):
-        state = _read_state(home)
-        if state is None:
-            _say("no Kafka broker recorded; nothing to stop")
-            return 0
-        _say(f"stopping Kafka broker pid {state.get('pid')} ({state.get('bootstrap')})")
-        _clear_state(home, state)
-        _say("stopped")
-        return 0
-
-
-def _cmd_status(home: Path) -> int:
-    state = _read_state(home)
-    if state is not None and _state_alive(state):
-        print(state["bootstrap"])
-        return 0
-    print("not running")
-    return 1
-
-
-def _cmd_jars(home: Path) -> int:
-    t0 = time.monotonic()
-    lib = ensure_jars(home)
-    _say(f"Kafka {KAFKA_VERSION} jars ready in {time.monotonic() - t0:.1f} s")
-    print(lib)
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="scripts/kafka",
-        description="Run a throwaway single-node Kafka broker on 127.0.0.1 for development.",
-    )
-    parser.add_argument(
-        "--home",
-        type=Path,
-        default=None,
-        help="cache/state dir (default: $EVENTML_KAFKA_HOME, <repo>/.kafka or ~/.cache/eventml/kafka)",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_start = sub.add_parser("start", help="start a detached broker (idempotent); prints host:port")
-    p_start.add_argument(
-        "--timeout", type=float, default=START_TIMEOUT_S, help="readiness budget, s"
-    )
-    sub.add_parser("stop", help="stop the broker started by 'start'")
-    sub.add_parser("status", help="print the address, or 'not running' (exit 1)")
-    sub.add_parser("jars", help="only fetch the broker jars")
-    args = parser.parse_args(argv)
-    home: Path = (args.home or default_home()).resolve()
-    try:
-        if args.command == "start":
-            return _cmd_start(home, float(args.timeout))
-        if args.command == "stop":
-            return _cmd_stop(home)
-        if args.command == "status":
-            return _cmd_status(home)
-        return _cmd_jars(home)
-    except KafkaUnavailable as exc:
-        _say(f"error: {exc}")
-        return 1
-    except KeyboardInterrupt:
-        _say("interrupted")
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())
