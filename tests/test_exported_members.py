@@ -26,6 +26,8 @@ PUBLIC = {
         "DeliveryReport", "DeliveryViolation", "FakeClock", "KafkaBroker", "KafkaUnavailable",
         "MemoryLog", "check_delivery",
     ],
+    "eventml.log.embedded": ["Durability", "EmbeddedLog", "open_embedded_log"],
+    "eventml.log.kafka": ["KafkaConsumer", "KafkaLog", "open_kafka_log"],
     "eventml.deadletter": [
         "DLQ_PREFIX", "dead_letter_message", "dead_letter_topic", "provenance", "redact",
     ],
