@@ -297,3 +297,25 @@ def test_transaction_markers_leave_no_lag(log: Log, kafka_bootstrap: str) -> Non
     consumer.commit()
     assert consumer.lag() == {tp: 0}
     consumer.close()
+
+
+@pytest.mark.kafka
+def test_an_interrupted_append_does_not_leak_reports_into_the_next(kafka_bootstrap: str) -> None:
+    log = open_log(f"kafka://{kafka_bootstrap}")
+    topic = f"interrupt_{uuid.uuid4().hex[:8]}"
+    log.create_topic(TopicSpec(topic, 1))
+    real_await = log._await  # type: ignore[attr-defined]
+    calls = {"n": 0}
+
+    def interrupted(count: int) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt  # Ctrl-C just as the first batch was sent
+        real_await(count)
+
+    log._await = interrupted  # type: ignore[attr-defined]
+    with pytest.raises(KeyboardInterrupt):
+        log.append(topic, [Message(b"first-%d" % i) for i in range(5)])
+    second = log.append(topic, [Message(b"second-%d" % i) for i in range(5)])
+    assert [m.offset for m in second] == [5, 6, 7, 8, 9]
+    log.close()

@@ -142,6 +142,8 @@ class KafkaLog(Log):
             return []
         with self._append_lock:  # one batch at a time owns the delivery reports
             delivered = self._delivered
+            if len(self._producer):  # an interrupted append left messages in flight:
+                self._producer.flush(self._delivery_timeout_s)  # their reports are not ours
             delivered.clear()
             try:
                 self._produce(topic, messages, placed)
