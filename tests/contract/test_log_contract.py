@@ -291,3 +291,21 @@ def test_compaction_keeps_latest_value_per_key(backend: Backend) -> None:
     for r in read_all(backend, name):
         latest[r.key] = r.value
     assert latest == {b"k%d" % k: b"9" for k in range(20)}
+
+
+def test_on_revoke_at_close_can_still_commit(backend: Backend) -> None:
+    from eventml.log import ConsumerConfig, RebalanceListener
+
+    name = backend.topic()
+    backend.log.append(name, [Message(b"%d" % i) for i in range(5)])
+    holder: list[Consumer] = []
+    listener = RebalanceListener(on_revoke=lambda tps: holder[0].commit())
+    c = backend.log.consumer("revoke-commit", [name], listener=listener,
+                             config=ConsumerConfig(auto_offset_reset="earliest"))
+    holder.append(c)
+    assert len(drain(c, 5)) == 5
+    c.close()
+    again = backend.consumer(name, "revoke-commit")
+    wait_assigned(again, 1)
+    assert again.position(TopicPartition(name, 0)) == 5
+    again.close()

@@ -30,8 +30,10 @@ class LocalBackend(Protocol):
 
     def group_sync(
         self, group: str, member: str, topics: Sequence[str], config: ConsumerConfig
-    ) -> frozenset[TopicPartition]:
-        """Heartbeat ``member`` and return the partitions it owns now."""
+    ) -> tuple[frozenset[TopicPartition], bool]:
+        """Heartbeat ``member``; return the partitions it owns now, and whether it (re)joined:
+        true when it was not a member (new, or expired and back), so whatever it held
+        before may have been processed and committed by others meanwhile."""
         ...
 
     def group_leave(self, group: str, member: str) -> None: ...
@@ -81,11 +83,15 @@ class LocalConsumer(Consumer):
 
     # -- group membership -------------------------------------------------
     def _sync(self) -> None:
-        owned = self._backend.group_sync(self.group, self.member_id, self._topics, self._config)
-        if owned == self._assignment:
+        owned, joined = self._backend.group_sync(
+            self.group, self.member_id, self._topics, self._config
+        )
+        if owned == self._assignment and not joined:
             return
-        lost = self._assignment - owned
-        gained = owned - self._assignment
+        # a member that rejoins after expiring lost everything it held, even if it gets the
+        # same partitions back: others may have processed and committed them meanwhile
+        lost = self._assignment if joined else self._assignment - owned
+        gained = owned if joined else owned - self._assignment
         if lost:
             if self._listener.on_revoke:
                 self._listener.on_revoke(frozenset(lost))
@@ -193,9 +199,11 @@ class LocalConsumer(Consumer):
     def close(self) -> None:
         if self._closed:
             return
-        self._closed = True
-        if self._assignment and self._listener.on_revoke:
-            self._listener.on_revoke(self._assignment)
+        try:  # the listener may still commit what it processed
+            if self._assignment and self._listener.on_revoke:
+                self._listener.on_revoke(self._assignment)
+        finally:
+            self._closed = True
         self._backend.group_leave(self.group, self.member_id)
         self._assignment = frozenset()
         self._positions.clear()

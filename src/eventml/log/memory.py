@@ -36,10 +36,7 @@ class _Partition:
     offsets: list[int] = field(default_factory=list)
     records: list[Record] = field(default_factory=list)
     next_offset: int = 0
-
-    @property
-    def start(self) -> int:
-        return self.offsets[0] if self.offsets else self.next_offset
+    start: int = 0  # the log start: moved by retention, never by compaction (as Kafka)
 
 
 @dataclass
@@ -60,6 +57,7 @@ class _Member:
 class _Group:
     members: dict[str, _Member] = field(default_factory=dict)
     committed: dict[TopicPartition, int] = field(default_factory=dict)
+    owners: dict[TopicPartition, str] = field(default_factory=dict)
 
 
 class MemoryLog(Log):
@@ -89,6 +87,8 @@ class MemoryLog(Log):
             for group in self._groups.values():
                 for tp in [tp for tp in group.committed if tp.topic == name]:
                     del group.committed[tp]
+                for tp in [tp for tp in group.owners if tp.topic == name]:
+                    del group.owners[tp]
 
     def list_topics(self) -> list[str]:
         with self._lock:
@@ -179,18 +179,33 @@ class MemoryLog(Log):
 
     def group_sync(
         self, group: str, member: str, topics: Sequence[str], config: ConsumerConfig
-    ) -> frozenset[TopicPartition]:
+    ) -> tuple[frozenset[TopicPartition], bool]:
         with self._lock:
             now = self.clock()
             g = self._groups.setdefault(group, _Group())
+            joined = member not in g.members
             g.members[member] = _Member(tuple(topics), now, config.max_poll_interval_ms)
             self._expire(g, now)
-            return self._assignments(g)[member]
+            target = self._assignments(g)[member]
+            # hand-over: release what moved away; take a partition only once it is free
+            for tp, owner in list(g.owners.items()):
+                if owner == member and tp not in target:
+                    del g.owners[tp]
+            owned = []
+            for tp in target:
+                if g.owners.setdefault(tp, member) == member:
+                    owned.append(tp)
+            return frozenset(owned), joined
 
     def _expire(self, g: _Group, now: int) -> None:
         for mid, m in list(g.members.items()):
             if now - m.last_poll_ms > m.max_poll_interval_ms:
-                del g.members[mid]
+                self._remove_member(g, mid)
+
+    def _remove_member(self, g: _Group, member: str) -> None:
+        g.members.pop(member, None)
+        for tp in [tp for tp, owner in g.owners.items() if owner == member]:
+            del g.owners[tp]
 
     def _assignments(self, g: _Group) -> dict[str, frozenset[TopicPartition]]:
         sizes = {name: len(t.partitions) for name, t in self._topics.items()}
@@ -200,14 +215,14 @@ class MemoryLog(Log):
         with self._lock:
             g = self._groups.get(group)
             if g is not None:
-                g.members.pop(member, None)
+                self._remove_member(g, member)
 
     def commit_offsets(self, group: str, member: str, offsets: Mapping[TopicPartition, int]) -> None:
         with self._lock:
             g = self._groups.setdefault(group, _Group())
             self._expire(g, self.clock())
-            owned = self._assignments(g).get(member, frozenset())
-            stray = [tp for tp in offsets if tp not in owned]
+            target = self._assignments(g).get(member, frozenset())
+            stray = [tp for tp in offsets if tp not in target or g.owners.get(tp) != member]
             if stray:
                 raise CommitFailed(
                     f"commit refused for {group!r}: {len(stray)} partition(s) such as "
@@ -234,6 +249,8 @@ class MemoryLog(Log):
                     deleted += len(part.records) - len(keep)
                     part.records = keep
                     part.offsets = [r.offset for r in keep]
+                    if t.spec.cleanup_policy == "delete":
+                        part.start = keep[0].offset if keep else part.next_offset
             return deleted
 
 

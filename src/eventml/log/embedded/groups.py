@@ -114,6 +114,7 @@ class SyncResult:
     owned: frozenset[TopicPartition]
     generation: int
     expiry_ms: int | None  # the earliest time another member may expire (as last seen)
+    joined: bool  # the member was not in the group (new, or expired and now back)
 
 
 def generation(conn: sqlite3.Connection, group: str) -> int:
@@ -252,7 +253,7 @@ def full_sync(
     if changed:
         gen = _bump(conn, group, gen)
     others = [t for m, t in members.expiry_ms.items() if m != member]
-    return SyncResult(owned, gen, min(others) if others else None)
+    return SyncResult(owned, gen, min(others) if others else None, row is None)
 
 
 def leave(conn: sqlite3.Connection, group: str, member: str) -> None:

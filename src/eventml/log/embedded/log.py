@@ -548,7 +548,7 @@ class EmbeddedLog(Log):
 
     def group_sync(
         self, group: str, member: str, topics: Sequence[str], config: ConsumerConfig
-    ) -> frozenset[TopicPartition]:
+    ) -> tuple[frozenset[TopicPartition], bool]:
         now = self.clock()
         mono = time.monotonic()
         max_poll = config.max_poll_interval_ms
@@ -564,7 +564,7 @@ class EmbeddedLog(Log):
             and (state.expiry_ms is None or now <= state.expiry_ms)
             and groups.generation(self._conn(), group) == state.generation
         ):
-            return state.owned
+            return state.owned, False
         with self._write() as conn:
             result = groups.full_sync(
                 conn, group, member, topics, max_poll, now, groups.current_process()
@@ -572,7 +572,7 @@ class EmbeddedLog(Log):
         self._members[key] = _MemberState(
             tuple(topics), max_poll, result.generation, now, mono, result.owned, result.expiry_ms
         )
-        return result.owned
+        return result.owned, result.joined
 
     def group_leave(self, group: str, member: str) -> None:
         self._members.pop((group, member), None)
@@ -619,7 +619,9 @@ class EmbeddedLog(Log):
                     ).fetchone():
                         break  # deleted meanwhile
                     n = retention.enforce_partition(conn, sql, spec, p, now)
-                    if n:
+                    if n and spec.cleanup_policy == "delete":
+                        # compaction leaves holes but never moves the log start (as Kafka),
+                        # so a committed offset inside a compacted range stays valid
                         conn.execute(
                             "UPDATE partitions SET start_offset = coalesce("
                             f"({sql.first_offset}), next_offset) WHERE topic_id = ? AND p = ?",

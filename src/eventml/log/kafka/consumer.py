@@ -347,13 +347,13 @@ class KafkaConsumer(Consumer):
     def close(self) -> None:
         if self._closed:
             return
-        self._closed = True
-        assigned, self._assignment = self._assignment, frozenset()
-        self._positions.clear()
-        try:
-            if assigned and self._listener.on_revoke:
-                self._listener.on_revoke(assigned)
+        try:  # the listener may still commit what it processed, so revoke while open
+            if self._assignment and self._listener.on_revoke:
+                self._listener.on_revoke(self._assignment)
         finally:
+            self._closed = True
+            self._assignment = frozenset()
+            self._positions.clear()
             try:
                 self._c.close()  # leaves the group at once
             except (KafkaException, RuntimeError) as exc:
