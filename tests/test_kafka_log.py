@@ -319,3 +319,8 @@ def test_an_interrupted_append_does_not_leak_reports_into_the_next(kafka_bootstr
     second = log.append(topic, [Message(b"second-%d" % i) for i in range(5)])
     assert [m.offset for m in second] == [5, 6, 7, 8, 9]
     log.close()
+
+
+def test_disabling_idempotence_is_refused_before_connecting() -> None:
+    with pytest.raises(LogError, match=r"enable\.idempotence=false is not supported"):
+        open_log("kafka://127.0.0.1:1?enable.idempotence=false")

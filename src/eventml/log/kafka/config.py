@@ -71,6 +71,11 @@ def producer(bootstrap: str, options: Mapping[str, str]) -> Config:
             "message.timeout.ms": 60_000,
         }
     )
+    if str(options.get("enable.idempotence", "true")).strip().lower() in ("false", "0", "no"):
+        raise LogError(
+            "enable.idempotence=false is not supported: append relies on the idempotent "
+            "producer for per-key order and for matching offsets to messages; drop the option"
+        )
     conf.update(options)
     return conf
 

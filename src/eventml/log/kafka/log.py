@@ -63,6 +63,7 @@ class KafkaLog(Log):
         self.bootstrap = bootstrap
         self.options: dict[str, str] = dict(options or {})
         self.request_timeout_s = request_timeout_s
+        pconf = cfg.producer(bootstrap, self.options)  # refuses unsupported settings first
         try:
             admin = TopicAdmin(bootstrap, self.options, request_timeout_s)
         except KafkaException as exc:
@@ -79,7 +80,6 @@ class KafkaLog(Log):
         def on_delivery(err: KafkaError | None, msg: _RdMessage) -> None:
             keep(msg)
 
-        pconf = cfg.producer(bootstrap, self.options)
         self._delivery_timeout_s = float(pconf.get("message.timeout.ms", 300_000)) / 1000 + 30
         try:
             self._producer = Producer(pconf, on_delivery=on_delivery, **kwargs)
