@@ -122,3 +122,18 @@ def test_a_member_that_expired_and_returns_resumes_from_the_committed_offset(
     b.close()
     assert a.poll(timeout_s=0) == []  # back in the group at the committed offset, 8
     assert a.position(TopicPartition("t", 0)) == 8
+
+
+def test_a_topic_deleted_and_recreated_between_polls_is_read_from_its_start(
+    local_log: Callable[..., Log],
+) -> None:
+    log = local_log()
+    log.create_topic(TopicSpec("t"))
+    log.append("t", [Message(b"old%d" % i) for i in range(5)])
+    c = log.consumer("g", ["t"], config=ConsumerConfig(auto_offset_reset="earliest"))
+    assert len(c.poll(max_records=10, timeout_s=0)) == 5
+    log.delete_topic("t")
+    log.create_topic(TopicSpec("t"))
+    log.append("t", [Message(b"new%d" % i) for i in range(7)])
+    got = c.poll(max_records=10, timeout_s=0)
+    assert [r.value for r in got] == [b"new%d" % i for i in range(7)]

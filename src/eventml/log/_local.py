@@ -48,6 +48,10 @@ class LocalBackend(Protocol):
 
     def read(self, tp: TopicPartition, offset: int, max_records: int) -> list[Record]: ...
 
+    def topic_epoch(self, topic: str) -> int | None:
+        """Changes when ``topic`` is deleted and created again (``None`` while it is absent)."""
+        ...
+
     def start_offsets(self, topic: str) -> dict[int, int]: ...
 
     def end_offsets(self, topic: str) -> dict[int, int]: ...
@@ -79,6 +83,7 @@ class LocalConsumer(Consumer):
         self._assignment: frozenset[TopicPartition] = frozenset()
         self._positions: dict[TopicPartition, int] = {}
         self._next_start = 0  # round-robin start among partitions, for fairness
+        self._epochs: dict[str, int] = {}  # topic -> incarnation seen (see topic_epoch)
         self._closed = False
 
     # -- group membership -------------------------------------------------
@@ -86,12 +91,16 @@ class LocalConsumer(Consumer):
         owned, joined = self._backend.group_sync(
             self.group, self.member_id, self._topics, self._config
         )
-        if owned == self._assignment and not joined:
+        recreated = self._recreated_topics(owned)
+        if owned == self._assignment and not joined and not recreated:
             return
         # a member that rejoins after expiring lost everything it held, even if it gets the
-        # same partitions back: others may have processed and committed them meanwhile
-        lost = self._assignment if joined else self._assignment - owned
-        gained = owned if joined else owned - self._assignment
+        # same partitions back: others may have processed and committed them meanwhile;
+        # a topic deleted and created again is a new log whose old positions mean nothing
+        stale = self._assignment if joined else {
+            tp for tp in self._assignment if tp.topic in recreated}
+        lost = stale | (self._assignment - owned)
+        gained = (owned - self._assignment) | (stale & owned)
         if lost:
             if self._listener.on_revoke:
                 self._listener.on_revoke(frozenset(lost))
@@ -102,6 +111,18 @@ class LocalConsumer(Consumer):
             self._init_positions(gained)
             if self._listener.on_assign:
                 self._listener.on_assign(frozenset(gained))
+
+    def _recreated_topics(self, owned: frozenset[TopicPartition]) -> set[str]:
+        """Topics of ``owned`` whose incarnation changed since this member last looked."""
+        recreated = set()
+        for topic in {tp.topic for tp in owned}:
+            epoch = self._backend.topic_epoch(topic)
+            seen = self._epochs.get(topic)
+            if seen is not None and epoch != seen:
+                recreated.add(topic)
+            if epoch is not None:
+                self._epochs[topic] = epoch
+        return recreated
 
     def _init_positions(self, tps: Iterable[TopicPartition]) -> None:
         tps = list(tps)

@@ -39,10 +39,14 @@ class _Partition:
     start: int = 0  # the log start: moved by retention, never by compaction (as Kafka)
 
 
+_EPOCHS = itertools.count(1)
+
+
 @dataclass
 class _Topic:
     spec: TopicSpec
     partitions: list[_Partition]
+    epoch: int = field(default_factory=lambda: next(_EPOCHS))  # this incarnation of the name
     round_robin: itertools.count[int] = field(default_factory=itertools.count)
 
 
@@ -152,6 +156,11 @@ class MemoryLog(Log):
                     (r.offset for r in p.records if r.timestamp_ms >= timestamp_ms), p.next_offset
                 )
             return result
+
+    def topic_epoch(self, topic: str) -> int | None:
+        with self._lock:
+            t = self._topics.get(topic)
+            return None if t is None else t.epoch
 
     def read(self, tp: TopicPartition, offset: int, max_records: int) -> list[Record]:
         with self._lock:

@@ -385,6 +385,11 @@ class EmbeddedLog(Log):
         self._topics[name] = topic
         return topic
 
+    def topic_epoch(self, topic: str) -> int | None:
+        """Identifies this incarnation of ``topic`` (its never-reused id); ``None`` if absent."""
+        row = self._conn().execute("SELECT id FROM topics WHERE name = ?", (topic,)).fetchone()
+        return None if row is None else int(row[0])
+
     # -- append ---------------------------------------------------------------
     def append(self, topic: str, messages: Sequence[Message]) -> list[RecordMetadata]:
         if not isinstance(messages, list | tuple):
