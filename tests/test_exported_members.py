@@ -28,6 +28,7 @@ PUBLIC = {
     ],
     "eventml.log.embedded": ["Durability", "EmbeddedLog", "open_embedded_log"],
     "eventml.log.kafka": ["KafkaConsumer", "KafkaLog", "open_kafka_log"],
+    "eventml.windows": ["Aggregator", "ApproxDistinct", "Count", "EmitMode", "Emitted", "Hopping", "Last", "Late", "Max", "Mean", "Min", "Output", "Retracted", "Session", "Sliding", "StdDev", "StreamTime", "Sum", "TopK", "Tumbling", "Window", "WindowSpec", "WindowedAggregation", "WindowedAggregationLogic", "is_closed"],
     "eventml.deadletter": [
         "DLQ_PREFIX", "dead_letter_message", "dead_letter_topic", "provenance", "redact",
     ],
