@@ -6,7 +6,8 @@ underneath (sqlite3 for ``embedded://``, confluent-kafka for ``kafka://``), in
 the same run, so the ratio shows what eventml costs on top of its storage.
 """
 
-from eventml.bench.log import TARGETS, BenchmarkError, run_log_benchmark
+from eventml.bench._timing import BenchmarkError
+from eventml.bench.log import TARGETS, run_log_benchmark
 from eventml.bench.report import render_table, to_json
 
 __all__ = ["TARGETS", "BenchmarkError", "render_table", "run_log_benchmark", "to_json"]

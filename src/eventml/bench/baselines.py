@@ -26,13 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from eventml.bench._timing import time_reads
 from eventml.log import ConsumerConfig, Log, LogError, TopicSpec
 from eventml.log.registry import BrokerUrl
 
 if TYPE_CHECKING:
     from eventml.bench.log import Workload
 
-_STALL_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,25 +260,17 @@ def kafka_baseline(url: BrokerUrl, log: Log, work: Workload, name: str) -> Timin
         consumer = Consumer(consumer_conf)
         try:
             consumer.subscribe([name])
-            count = first_count = 0
-            first: float | None = None
-            t0 = last = time.perf_counter()
-            while count < work.events:
+
+            def fetch() -> int:
                 msgs = consumer.consume(num_messages=work.batch_size, timeout=1.0)
-                now = time.perf_counter()
                 for msg in msgs:
                     if msg.error() is not None:
                         raise KafkaException(msg.error())
-                if msgs:
-                    count += len(msgs)
-                    last = now
-                    if first is None:
-                        first, first_count = now, len(msgs)
-                elif now - last > _STALL_S:
-                    raise LogError(f"baseline read stalled at {count:,} of {work.events:,}")
-            read_s = time.perf_counter() - t0
+                return len(msgs)
+
+            read = time_reads(fetch, work.events, "baseline read")
         finally:
             consumer.close()
     finally:
         log.delete_topic(name)
-    return Timing(append_s, read_s, (first or t0) - t0, count, first_count)
+    return Timing(append_s, *read)

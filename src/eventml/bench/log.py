@@ -35,8 +35,9 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Literal
 
 from eventml.bench import baselines
+from eventml.bench._timing import BenchmarkError, time_reads
 from eventml.bench.baselines import Timing
-from eventml.log import ConsumerConfig, Log, LogError, Message, TopicSpec, open_log
+from eventml.log import ConsumerConfig, Log, Message, TopicSpec, open_log
 from eventml.log.partitioner import partition_for
 from eventml.log.registry import BrokerUrl, parse_broker_url
 
@@ -56,11 +57,6 @@ TARGETS: Mapping[str, Mapping[str, float]] = {
 }
 
 _PAYLOAD_POOL = 4096  # distinct random payloads, cycled (incompressible, little memory)
-_STALL_S = 60.0  # a read that gets nothing for this long has failed
-
-
-class BenchmarkError(LogError):
-    """The benchmark could not run to the end (bad settings, lost or extra records)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,25 +231,14 @@ def _read_all(log: Log, topic: str, work: Workload) -> tuple[float, float, int, 
     """Poll a fresh group from the earliest offset until every event is read."""
     config = ConsumerConfig(auto_offset_reset="earliest")
     with log.consumer(_unique("bench-group"), [topic], config=config) as consumer:
-        count = first_count = 0
-        first: float | None = None
-        t0 = last = time.perf_counter()
-        while count < work.events:
-            records = consumer.poll(max_records=work.batch_size, timeout_s=1.0)
-            now = time.perf_counter()
-            if records:
-                count += len(records)
-                last = now
-                if first is None:
-                    first, first_count = now, len(records)
-            elif now - last > _STALL_S:
-                raise BenchmarkError(
-                    f"read stalled: {count:,} of {work.events:,} events after {_STALL_S:.0f} s"
-                )
-        read_s = time.perf_counter() - t0
-    if count != work.events:
-        raise BenchmarkError(f"read {count:,} events, expected {work.events:,}")
-    return read_s, (first or t0) - t0, count, first_count
+        read = time_reads(
+            lambda: len(consumer.poll(max_records=work.batch_size, timeout_s=1.0)),
+            work.events,
+            "read",
+        )
+    if read[2] != work.events:
+        raise BenchmarkError(f"read {read[2]:,} events, expected {work.events:,}")
+    return read
 
 
 def _run_baseline(
