@@ -7,6 +7,7 @@ import doctest
 
 import eventml.windows
 
+
 def test_module_docstring_example_runs() -> None:
     result = doctest.testmod(eventml.windows)
     assert result.attempted > 0 and result.failed == 0
