@@ -5,6 +5,7 @@ from eventml.log.base import (
     CommitFailed,
     Consumer,
     ConsumerConfig,
+    Fenced,
     InvalidTopic,
     Log,
     LogError,
@@ -16,6 +17,8 @@ from eventml.log.base import (
     TopicExists,
     TopicPartition,
     TopicSpec,
+    Transaction,
+    TransactionalProducer,
     UnknownTopic,
 )
 from eventml.log.partitioner import murmur2, partition_for
@@ -33,6 +36,7 @@ __all__ = [
     "CommitFailed",
     "Consumer",
     "ConsumerConfig",
+    "Fenced",
     "InvalidTopic",
     "Log",
     "LogError",
@@ -44,6 +48,8 @@ __all__ = [
     "TopicExists",
     "TopicPartition",
     "TopicSpec",
+    "Transaction",
+    "TransactionalProducer",
     "UnknownTopic",
     "UnsupportedBroker",
     "murmur2",

@@ -146,6 +146,11 @@ class CommitFailed(LogError):
     """The commit was refused, e.g. because the partition moved to another member."""
 
 
+class Fenced(CommitFailed):
+    """A newer producer with the same transactional id (or a newer group generation)
+    took over: this instance is a zombie and must stop writing."""
+
+
 class Consumer(ABC):
     """A member of a consumer group. Not thread-safe: use it from one thread."""
 
@@ -205,6 +210,61 @@ class Consumer(ABC):
         self.close()
 
 
+class Transaction(ABC):
+    """Appends and a consumer group's offsets that become visible together, or not at all.
+
+    Use it as a context manager: it commits when the block ends and aborts if
+    the block raises. Appends are not visible to other readers before
+    :meth:`commit`; an aborted transaction leaves no trace (Kafka: read_committed
+    readers skip it). :meth:`commit` raises :class:`CommitFailed` (partitions
+    moved to another member) or :class:`Fenced` (a newer producer took over);
+    either way nothing of the transaction is visible, and the caller must rewind
+    to the committed offsets and drop state derived since.
+    """
+
+    @abstractmethod
+    def append(self, topic: str, messages: Sequence[Message]) -> None:
+        """Add messages to the transaction (placed as :meth:`Log.append` places them)."""
+
+    @abstractmethod
+    def commit_offsets(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Commit the bound consumer's next-to-read ``offsets`` with the appends."""
+
+    @abstractmethod
+    def commit(self) -> None:
+        """Make everything visible atomically; raises as described above."""
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Discard everything; never raises for an already-failed transaction."""
+
+    def __enter__(self) -> Transaction:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+class TransactionalProducer(ABC):
+    """Writes in transactions under a stable ``transactional_id``.
+
+    Creating a producer fences any older one with the same id (a zombie from a
+    previous run): the older one's next commit raises :class:`Fenced`.
+    """
+
+    transactional_id: str
+
+    @abstractmethod
+    def begin(self, consumer: Consumer | None = None) -> Transaction:
+        """Start a transaction; ``consumer`` is the group whose offsets it may commit."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the producer's resources."""
+
+
 class Log(ABC):
     """A durable, partitioned, append-only log."""
 
@@ -251,6 +311,10 @@ class Log(ABC):
         listener: RebalanceListener | None = None,
     ) -> Consumer:
         """Join ``group`` subscribed to ``topics``; partitions are assigned on ``poll``."""
+
+    def transactional_producer(self, transactional_id: str) -> TransactionalProducer:
+        """A producer whose appends and offset commits are atomic (exactly-once)."""
+        raise LogError(f"{type(self).__name__} does not support transactions")
 
     def enforce_retention(self, now_ms: int | None = None) -> int:
         """Apply retention and compaction now; returns records deleted.

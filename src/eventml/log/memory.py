@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from eventml.clock import ClockMs, system_clock_ms
 from eventml.log import _retention
+from eventml.log._buffered import BufferedTransaction, LocalProducer, fenced
 from eventml.log._groups import assign_partitions
 from eventml.log._local import LocalConsumer
 from eventml.log.base import (
@@ -74,6 +75,7 @@ class MemoryLog(Log):
         self._groups: dict[str, _Group] = {}
         self._lock = threading.RLock()
         self._appended = threading.Condition(self._lock)
+        self._producer_epochs: dict[str, int] = {}
 
     # -- topics ---------------------------------------------------------
     def create_topic(self, spec: TopicSpec, *, exist_ok: bool = False) -> None:
@@ -138,6 +140,30 @@ class MemoryLog(Log):
                 out.append(RecordMetadata(topic, p, offset))
             self._appended.notify_all()
             return out
+
+    # -- transactions ---------------------------------------------------------
+    def transactional_producer(self, transactional_id: str) -> LocalProducer:
+        with self._lock:
+            epoch = self._producer_epochs.get(transactional_id, 0) + 1
+            self._producer_epochs[transactional_id] = epoch
+        return LocalProducer(transactional_id, epoch, self._apply_transaction)
+
+    def _apply_transaction(self, txn: BufferedTransaction) -> None:
+        with self._lock:
+            if self._producer_epochs.get(txn.transactional_id) != txn.epoch:
+                raise fenced(txn.transactional_id)
+            for topic, messages in txn.appends:  # check everything before changing anything
+                n = len(self._topic(topic).partitions)
+                for m in messages:
+                    if m.partition is not None and not 0 <= m.partition < n:
+                        raise ValueError(f"partition {m.partition} out of range for {topic!r} ({n})")
+            member = txn.member
+            if txn.offsets and member is not None:
+                self.commit_offsets(member[0], member[1], txn.offsets)
+            for topic, messages in txn.appends:
+                self.append(topic, messages)
+            for hook in txn.hooks:
+                hook(None)
 
     # -- offsets ------------------------------------------------------------
     def start_offsets(self, topic: str) -> dict[int, int]:

@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from eventml.clock import ClockMs, system_clock_ms
+from eventml.log._buffered import BufferedTransaction, LocalProducer, fenced
 from eventml.log._local import LocalConsumer
 from eventml.log.base import (
     BrokerUnavailable,
@@ -538,6 +539,41 @@ class EmbeddedLog(Log):
             "SELECT count(*), coalesce(sum(next_offset), 0) FROM partitions"
         ).fetchone()
         return int(row[0]), int(row[1])
+
+    # -- transactions ---------------------------------------------------------------
+    def transactional_producer(self, transactional_id: str) -> LocalProducer:
+        """A producer whose transactions are single SQLite transactions.
+
+        Hooks added with ``txn.add_hook`` get the connection, so tables of your own
+        in this file (state stores) commit with the appends and offsets.
+        """
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO producers (txn_id, epoch) VALUES (?, 1) "
+                "ON CONFLICT (txn_id) DO UPDATE SET epoch = epoch + 1",
+                (transactional_id,),
+            )
+            (epoch,) = conn.execute(
+                "SELECT epoch FROM producers WHERE txn_id = ?", (transactional_id,)
+            ).fetchone()
+        return LocalProducer(transactional_id, int(epoch), self._apply_transaction)
+
+    def _apply_transaction(self, txn: BufferedTransaction) -> None:
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT epoch FROM producers WHERE txn_id = ?", (txn.transactional_id,)
+            ).fetchone()
+            if row is None or int(row[0]) != txn.epoch:
+                raise fenced(txn.transactional_id)
+            member = txn.member
+            if txn.offsets and member is not None:
+                groups.commit(
+                    conn, member[0], member[1], txn.offsets, self.clock(), groups.current_process()
+                )
+            for topic, messages in txn.appends:
+                self.append(topic, messages)
+            for hook in txn.hooks:
+                hook(conn)
 
     # -- consumer groups (LocalBackend) --------------------------------------------
     def consumer(

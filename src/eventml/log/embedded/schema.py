@@ -90,6 +90,10 @@ _TABLES: Final = (
         committed_ms INTEGER NOT NULL,
         PRIMARY KEY (grp, topic, p)
     ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS producers (
+        txn_id TEXT PRIMARY KEY,
+        epoch INTEGER NOT NULL
+    ) WITHOUT ROWID""",
 )
 
 
