@@ -80,6 +80,24 @@ def producer(bootstrap: str, options: Mapping[str, str]) -> Config:
     return conf
 
 
+def transactional_producer(
+    bootstrap: str, options: Mapping[str, str], transactional_id: str
+) -> Config:
+    """:func:`producer`'s settings plus ``transactional.id`` (exactly-once, EOS v2).
+
+    librdkafka refuses ``message.timeout.ms`` > ``transaction.timeout.ms``: unless both
+    are given, the message timeout is capped at the transaction timeout.
+    """
+    if not transactional_id:
+        raise LogError("transactional_id must be a non-empty string, stable per worker instance")
+    conf = producer(bootstrap, options)
+    conf["transactional.id"] = transactional_id
+    if "message.timeout.ms" not in options:
+        txn_timeout = int(conf.get("transaction.timeout.ms", 60_000))
+        conf["message.timeout.ms"] = min(int(conf["message.timeout.ms"]), txn_timeout)
+    return conf
+
+
 def consumer(
     bootstrap: str, options: Mapping[str, str], group: str, config: ConsumerConfig
 ) -> Config:

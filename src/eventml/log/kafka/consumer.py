@@ -65,6 +65,12 @@ class KafkaConsumer(Consumer):
     Positions are tracked here (from returned records and seeks) and resolved on
     assignment from the committed offsets or ``auto_offset_reset``, so ``position``
     and ``seek`` work as soon as a partition is assigned.
+
+    Reads with ``isolation.level=read_committed``: records of open or aborted
+    transactions are skipped (positions move past them and past commit markers).
+    A transaction bound to this consumer (``producer.begin(consumer)``) commits its
+    offsets through :meth:`group_metadata`, not through :meth:`commit`; positions
+    are unaffected, and :meth:`committed` shows them once the transaction commits.
     """
 
     def __init__(
@@ -247,6 +253,15 @@ class KafkaConsumer(Consumer):
                 if r.error.code() in _REBALANCE_ERRORS:
                     raise self._commit_failed(1, tp, r.error.str())
                 raise LogError(f"commit of {tp.topic}[{tp.partition}] failed: {r.error.str()}")
+
+    def group_metadata(self) -> object:
+        """This member's group metadata (group, generation, member id) as librdkafka needs it
+        for ``send_offsets_to_transaction``: the broker refuses a stale generation."""
+        self._check_open()
+        try:
+            return self._c.consumer_group_metadata()
+        except KafkaException as exc:
+            raise LogError(f"consumer of group {self.group!r}: no group metadata: {exc}") from None
 
     def _commit_failed(self, count: int, tp: TopicPartition, why: str) -> CommitFailed:
         return CommitFailed(

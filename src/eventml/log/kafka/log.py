@@ -32,6 +32,7 @@ from eventml.log.kafka import config as cfg
 from eventml.log.kafka import offsets
 from eventml.log.kafka.admin import TopicAdmin, unknown_topic
 from eventml.log.kafka.consumer import KafkaConsumer
+from eventml.log.kafka.transaction import KafkaTransactionalProducer
 from eventml.log.registry import BrokerUrl
 
 CONNECT_TIMEOUT_S = 5.0
@@ -44,10 +45,14 @@ _UNKNOWN_TOPIC = frozenset(
 
 
 class KafkaLog(Log):
-    """Topics, appends and consumer groups on Kafka.
+    """Topics, appends, consumer groups and transactions on Kafka.
 
     ``options`` are librdkafka settings given to every client (producer, consumers,
     admin), e.g. ``{"security.protocol": "SSL"}``.
+
+    Consumers read with ``isolation.level=read_committed``: records of open or aborted
+    transactions are never returned. :meth:`transactional_producer` gives exactly-once
+    consume-transform-produce (appends and the consumer's offsets commit together).
     """
 
     def __init__(
@@ -90,6 +95,7 @@ class KafkaLog(Log):
         self._partitions: dict[str, tuple[int, float]] = {}  # topic -> (count, read at)
         self._round_robin: dict[str, itertools.count[int]] = {}
         self._consumers: weakref.WeakSet[KafkaConsumer] = weakref.WeakSet()
+        self._txn_producers: weakref.WeakSet[KafkaTransactionalProducer] = weakref.WeakSet()
         self._closed = False
 
     # -- topics ---------------------------------------------------------
@@ -137,7 +143,7 @@ class KafkaLog(Log):
         ``timestamp_ms=None`` (or 0) stamps the current time.
         """
         self._check_open()
-        placed = self._place(topic, messages)
+        placed = self.place(topic, messages)
         if not messages:
             return []
         with self._append_lock:  # one batch at a time owns the delivery reports
@@ -185,8 +191,13 @@ class KafkaLog(Log):
             raise
         self._await(i)
 
-    def _place(self, topic: str, messages: Sequence[Message]) -> list[int]:
-        """Each message's partition: explicit, murmur2 of the key, or round-robin."""
+    def place(self, topic: str, messages: Sequence[Message]) -> list[int]:
+        """Each message's partition: explicit, murmur2 of the key, or round-robin.
+
+        Raises (``ValueError``, :class:`UnknownTopic`) before anything is produced.
+        Transactions place their messages here too, so a key lands on the same partition
+        whichever way it is written.
+        """
         n = self.partition_count(topic)
         for attempt in (0, 1):
             try:
@@ -292,12 +303,34 @@ class KafkaLog(Log):
         self._consumers.add(c)
         return c
 
+    # -- transactions ---------------------------------------------------------
+    def transactional_producer(self, transactional_id: str) -> KafkaTransactionalProducer:
+        """A transactional producer (exactly-once, EOS v2) with its own librdkafka producer.
+
+        Blocks until ``init_transactions()`` completes, which fences any older producer
+        with the same ``transactional_id`` (and aborts its open transaction). Settings
+        are this log's producer settings (``options`` included) plus ``transactional.id``;
+        e.g. ``?transaction.timeout.ms=10000`` bounds how long a dead instance's open
+        transaction can hold back read_committed readers.
+        """
+        self._check_open()
+        conf = cfg.transactional_producer(self.bootstrap, self.options, transactional_id)
+        producer = KafkaTransactionalProducer(
+            transactional_id, conf, self.place, timeout_s=self.request_timeout_s
+        )
+        self._txn_producers.add(producer)
+        return producer
+
     # -- lifecycle ------------------------------------------------------------
     def close(self) -> None:
-        """Close this log's consumers (they leave their groups) and flush the producer."""
+        """Close this log's transactional producers (aborting open transactions) and
+        consumers (they leave their groups), and flush the producer."""
         if self._closed:
             return
         self._closed = True
+        for p in list(self._txn_producers):
+            with contextlib.suppress(LogError):
+                p.close()
         for c in list(self._consumers):
             with contextlib.suppress(LogError):
                 c.close()
