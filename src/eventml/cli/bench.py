@@ -1,4 +1,4 @@
-"""`eventml bench log`: log throughput against the raw client underneath, as JSON or a table."""
+"""`eventml bench log` and `eventml bench state`: throughput and restore time, as JSON or a table."""
 
 from __future__ import annotations
 
@@ -76,3 +76,47 @@ def log(
         typer.echo(to_json(result))
     else:
         render_table(result, console)
+
+
+@bench_app.command("state")
+def state(
+    keys: Annotated[
+        int, typer.Option("--keys", "-n", help="Keys to write to one partition's store.")
+    ] = 1_000_000,
+    value_size: Annotated[int, typer.Option("--value-size", help="Value bytes per key.")] = 50,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="Keys per transaction while writing.")
+    ] = 100_000,
+    json: Annotated[bool, typer.Option("--json", help="Only one JSON object on stdout.")] = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Also write the JSON object to this file.")
+    ] = None,
+    broker: BrokerOption = DEFAULT_BROKER,
+) -> None:
+    """State restore: write N keys to one partition's store, time opening them again."""
+    for name, value, least in (
+        ("--keys", keys, 1),
+        ("--value-size", value_size, 0),
+        ("--batch-size", batch_size, 1),
+    ):
+        if value < least:
+            fail(f"{name} must be >= {least}, got {value}")
+
+    from eventml.bench import to_json
+    from eventml.bench.state import render_state_table, run_state_benchmark
+    from eventml.log.registry import parse_broker_url
+
+    parse_broker_url(broker)  # an unknown scheme is one line on stderr, before any work
+    result = run_state_benchmark(
+        broker,
+        keys=keys,
+        value_size=value_size,
+        batch_size=batch_size,
+        progress=None if json else lambda msg: err_console.print(f"[dim]{msg}[/]"),
+    )
+    if out is not None:
+        out.write_text(to_json(result, indent=True) + "\n")
+    if json:
+        typer.echo(to_json(result))
+    else:
+        render_state_table(result, console)

@@ -7,9 +7,22 @@ only through :meth:`PartitionStore.stage` inside the batch's log transaction
 into what later reads see. If the transaction fails, :meth:`PartitionStore.rollback`
 drops them, so state always matches the committed input offsets.
 
-Keys are strings; values are any picklable Python value. Time-to-live is in
-event time: :meth:`PartitionStore.expire` drops keys whose last write is older
-than ``ttl_ms`` at the given stream time.
+Keys are strings; values are any picklable Python value, stored pickled: state
+is trusted, app-private data (never load a store written by someone you do not
+trust). Treat a value as immutable once put: change a copy and put it again.
+Time-to-live is in event time: :meth:`PartitionStore.expire` drops keys whose
+last write is older than ``ttl_ms`` at the given stream time.
+
+The batch cycle::
+
+    store.put("k", v, time_ms=event_time)     # reads see it at once
+    store.stage(txn, source_offset=next_offset)
+    try:
+        txn.commit()                           # may raise CommitFailed / Fenced
+    except CommitFailed:
+        store.rollback()                       # back to the committed state
+        raise
+    store.commit()                             # the staged writes are now committed
 """
 
 from __future__ import annotations
@@ -19,7 +32,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from eventml.log.base import TopicPartition, Transaction
+from eventml.log.base import TopicPartition, TopicSpec, Transaction
 
 
 class StateError(Exception):
@@ -35,8 +48,9 @@ class StoreSpec:
     ttl_ms: int | None = None
 
     def __post_init__(self) -> None:
-        if not self.name or not all(c.isalnum() or c in "._-" for c in self.name):
-            raise StateError(f"invalid store name {self.name!r}: use [a-zA-Z0-9._-]")
+        for what, value in (("app", self.app), ("store", self.name)):
+            if not value or not all(c.isascii() and (c.isalnum() or c in "._-") for c in value):
+                raise StateError(f"invalid {what} name {value!r}: use [a-zA-Z0-9._-]")
         if self.ttl_ms is not None and self.ttl_ms <= 0:
             raise StateError(f"store {self.name!r}: ttl_ms must be > 0, got {self.ttl_ms}")
 
@@ -76,28 +90,37 @@ class PartitionStore(ABC):
     @property
     @abstractmethod
     def dirty(self) -> bool:
-        """Whether there are staged-but-uncommitted writes."""
+        """Whether there are writes since the last :meth:`commit` (staged or not)."""
 
     @abstractmethod
     def stage(self, txn: Transaction, source_offset: int) -> None:
-        """Put this batch's writes into ``txn``; ``source_offset`` is the next input offset
-        the batch commits (changelog records carry it)."""
+        """Put every write since the last :meth:`commit` into ``txn``; ``source_offset`` is
+        the next input offset the batch commits (changelog records carry it).
+
+        Writes made after ``stage`` belong to the next batch. Staging again (e.g. into
+        a new transaction after a failed one) stages everything since the last commit.
+        """
 
     @abstractmethod
     def commit(self) -> None:
-        """``txn`` committed: the staged writes are now the store's state."""
+        """``txn`` committed: the writes staged into it are now the store's state.
+
+        Raises :class:`StateError` if there are writes but nothing was staged
+        (they would exist in memory only).
+        """
 
     @abstractmethod
     def rollback(self) -> None:
-        """``txn`` failed or was never committed: forget the writes since the last commit."""
+        """``txn`` failed or was never committed: forget every write since the last commit."""
 
 
 class StateBackend(ABC):
     """Opens partition stores for one log; chosen by the log's type."""
 
     @abstractmethod
-    def required_topics(self, spec: StoreSpec, partitions: int) -> list[Any]:
-        """Topics (``eventml.log.TopicSpec``) this backend needs for ``spec`` (e.g. a changelog)."""
+    def required_topics(self, spec: StoreSpec, partitions: int) -> list[TopicSpec]:
+        """Topics this backend needs for ``spec`` over an input of ``partitions`` partitions
+        (e.g. a compacted changelog); create them before :meth:`open`."""
 
     @abstractmethod
     def open(
@@ -106,8 +129,17 @@ class StateBackend(ABC):
         """The store's committed state for ``partition``, restored if needed.
 
         ``committed_offset`` is the group's committed input offset: writes recorded
-        with a later source offset were never committed and are skipped.
+        with a later source offset were never committed and are skipped. ``None``
+        (no offset known: never committed, expired, or not this consumer's) skips
+        nothing: under exactly-once every readable write was committed, and under
+        at-least-once a repeat is allowed, whereas dropping state never is. Backends
+        whose writes commit atomically with the offsets (memory, SQLite) skip nothing.
         """
+
+    def drop(self, spec: StoreSpec) -> None:
+        """Delete every committed key of ``spec`` (all input topics and partitions): the
+        store starts empty. Stores open meanwhile keep their in-memory copy; reopen them."""
+        raise StateError(f"{type(self).__name__} cannot drop stores")
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""
