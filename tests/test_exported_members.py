@@ -17,9 +17,9 @@ PUBLIC = {
     ],
     "eventml.log": [
         "DEFAULT_URL", "BrokerUnavailable", "CommitFailed", "Consumer", "ConsumerConfig",
-        "InvalidTopic", "Log", "LogError", "Message", "RebalanceListener", "Record",
+        "Fenced", "InvalidTopic", "Log", "LogError", "Message", "RebalanceListener", "Record",
         "RecordMetadata", "TopicDescription", "TopicExists", "TopicPartition", "TopicSpec",
-        "UnknownTopic", "UnsupportedBroker", "murmur2", "open_log", "partition_for",
+        "Transaction", "TransactionalProducer", "UnknownTopic", "UnsupportedBroker", "murmur2", "open_log", "partition_for",
         "register_backend", "supported_schemes",
     ],
     "eventml.testing": [
@@ -30,7 +30,10 @@ PUBLIC = {
     "eventml.log.kafka": ["KafkaConsumer", "KafkaLog", "open_kafka_log"],
     "eventml.windows": ["Aggregator", "ApproxDistinct", "Count", "EmitMode", "Emitted", "Hopping", "Last", "Late", "Max", "Mean", "Min", "Output", "Retracted", "Session", "Sliding", "StdDev", "StreamTime", "Sum", "TopK", "Tumbling", "Window", "WindowSpec", "WindowedAggregation", "WindowedAggregationLogic", "is_closed"],
     "eventml.deadletter": [
-        "DLQ_PREFIX", "dead_letter_message", "dead_letter_topic", "provenance", "redact",
+        "DLQ_PREFIX", "REPLAY_GROUP", "REPLAY_OF", "DeadLetter", "ErrorKind", "Failed",
+        "FatalError", "InvalidDeadLetter", "Ok", "Outcome", "PermanentError", "ReplayResult",
+        "RetryPolicy", "TransientError", "call_with_retry", "classify", "dead_letter_message",
+        "dead_letter_topic", "parse_dead_letter", "provenance", "redact", "replay",
     ],
 }
 

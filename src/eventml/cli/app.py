@@ -12,6 +12,7 @@ import typer
 from typer._click.exceptions import ClickException, UsageError
 
 from eventml.cli.consume import consume, tail
+from eventml.cli.dlq import dlq_app
 from eventml.cli.produce import produce
 from eventml.cli.topics import topics_app
 from eventml.log import LogError
@@ -25,6 +26,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(topics_app, name="topics")
+app.add_typer(dlq_app, name="dlq")
 app.command("produce")(produce)
 app.command("consume")(consume)
 app.command("tail")(tail)
@@ -34,6 +36,10 @@ def _add_optional_groups() -> None:
     """Sub-command groups that live in their own modules."""
     from eventml.cli.bench import bench_app
     from eventml.cli.demo import demo_app
+    from eventml.cli.run import describe, run
+
+    app.command("run")(run)
+    app.command("describe")(describe)
 
     app.add_typer(demo_app, name="demo", help="Runnable scenarios (fraud detection).")
     app.add_typer(bench_app, name="bench", help="Benchmarks that print JSON and a table.")

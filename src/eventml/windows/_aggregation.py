@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar
 
@@ -76,6 +76,7 @@ class WindowedAggregationLogic(Generic[V, A, R]):
         self._assigner = _assigner_for(config)
         self.late_count = 0
         """Records reported as :class:`Late` so far."""
+        self._touched: set[Hashable] = set()
 
     @property
     def stream_time_ms(self) -> int | None:
@@ -85,6 +86,7 @@ class WindowedAggregationLogic(Generic[V, A, R]):
     def process(self, key: Hashable, event_time_ms: int, value: V) -> list[Output]:
         """Take one record; returns emissions, retractions, a :class:`Late` if late."""
         stream_time = self._stream_time.observe(event_time_ms)
+        self._touched.add(key)
         windows = self._state.setdefault(key, {})
         change = self._assigner.apply(windows, key, event_time_ms, value, stream_time)
         if not windows:
@@ -115,6 +117,41 @@ class WindowedAggregationLogic(Generic[V, A, R]):
             key=lambda kw: kw[1],
         )
 
+    # -- snapshots (for durable state) -----------------------------------------
+    def take_touched(self) -> set[Hashable]:
+        """Keys whose state changed since the last call (then forgets them)."""
+        touched, self._touched = self._touched, set()
+        return touched
+
+    def snapshot(self, key: Hashable) -> tuple[dict[Window, A], list[tuple[int, int, V]]] | None:
+        """``key``'s open windows (and, for sliding windows, its buffered records);
+        None when it holds nothing. Values are the aggregator's immutable accumulators."""
+        windows = self._state.get(key)
+        records = (
+            self._assigner.export_records(key)
+            if isinstance(self._assigner, SlidingAssigner) else []
+        )
+        if not windows and not records:
+            return None
+        return dict(windows or {}), records
+
+    def restore(
+        self,
+        stream_time_ms: int | None,
+        snapshots: Iterable[tuple[Hashable, tuple[dict[Window, A], list[tuple[int, int, V]]]]],
+    ) -> None:
+        """Load state saved by :meth:`snapshot` into fresh logic (nothing is emitted)."""
+        if stream_time_ms is not None:
+            self._stream_time.observe(stream_time_ms)
+        for key, (windows, records) in snapshots:
+            if windows:
+                self._state[key] = dict(windows)
+                for window in windows:
+                    close = window.close_ms(self.config.grace_ms)
+                    heapq.heappush(self._closing, (close, next(self._seq), key, window))
+            if records and isinstance(self._assigner, SlidingAssigner):
+                self._assigner.import_records(key, records)
+
     def _close(self, stream_time: int) -> list[Output]:
         out: list[Output] = []
         while self._closing and self._closing[0][0] <= stream_time:
@@ -123,6 +160,7 @@ class WindowedAggregationLogic(Generic[V, A, R]):
             if windows is None or window not in windows:
                 continue  # merged into another session window
             acc = windows.pop(window)
+            self._touched.add(key)
             if not windows:
                 del self._state[key]
             if self.config.emit == "final":

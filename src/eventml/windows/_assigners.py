@@ -164,6 +164,22 @@ class SlidingAssigner(Generic[V, A, R]):
             if not records:
                 del self._records[key]
 
+    def export_records(self, key: Hashable) -> list[tuple[int, int, V]]:
+        """The records kept for ``key`` (for a state snapshot)."""
+        return list(self._records.get(key, ()))
+
+    def import_records(self, key: Hashable, records: list[tuple[int, int, V]]) -> None:
+        """Take back records exported by :meth:`export_records`."""
+        if not records:
+            return
+        self._records[key] = sorted(records, key=lambda r: (r[0], r[1]))
+        diff = self._spec.time_difference_ms
+        for t, seq, _ in records:
+            heapq.heappush(self._expiry, (t + diff + 2 + self._grace, seq, key))
+        top = max(r[1] for r in records) + 1
+        current = next(self._seq)
+        self._seq = itertools.count(max(top, current + 1))
+
     def buffered_records(self) -> int:
         """How many records are kept to build future windows."""
         return sum(len(r) for r in self._records.values())

@@ -67,6 +67,13 @@ class CardState:
         std = math.sqrt(self.m2 / (self.count - 1))
         return (value - self.mean) / max(std, MIN_STD)
 
+    def copy(self) -> CardState:
+        """An independent copy (state handed to the engine is never changed in place)."""
+        return CardState(
+            deque(self.window), self.count, self.mean, self.m2, set(self.categories),
+            self.last_time_ms, self.last_lat, self.last_lon, self.home_lat, self.home_lon,
+        )
+
     def learn(self, tx: Transaction, log_amount: float) -> None:
         if self.count == 0:
             self.home_lat, self.home_lon = tx.lat, tx.lon
@@ -92,36 +99,7 @@ class FeatureExtractor:
         state = self.cards.get(tx.card_id)
         if state is None:
             state = self.cards[tx.card_id] = CardState()
-        window = state.window
-        window.append((tx.time_ms, tx.amount))
-        horizon = tx.time_ms - WINDOW_MS
-        while window[0][0] <= horizon:
-            window.popleft()
-        log_amount = math.log1p(tx.amount)
-        if state.count:
-            elapsed_s = max(0.0, (tx.time_ms - state.last_time_ms) / 1000)
-            moved_km = haversine_km(state.last_lat, state.last_lon, tx.lat, tx.lon)
-            since_last = math.log1p(elapsed_s)
-            speed = moved_km / (max(elapsed_s, MIN_ELAPSED_S) / 3600)
-            home_km = haversine_km(state.home_lat, state.home_lon, tx.lat, tx.lon)
-            new_category = float(tx.category not in state.categories)
-        else:
-            since_last, speed, home_km, new_category = -1.0, 0.0, 0.0, 0.0
-        features = [
-            log_amount,
-            float(len(window)),
-            sum(a for _, a in window),
-            state.zscore(log_amount),
-            float(state.count),
-            new_category,
-            since_last,
-            speed,
-            home_km,
-            local_hour(tx.time_ms, tx.lon),
-            float(CATEGORY_INDEX.get(tx.category, -1)),
-        ]
-        state.learn(tx, log_amount)
-        return features
+        return featurize(state, tx)
 
     def update_many(self, txs: Iterable[Transaction]) -> NDArray[np.float64]:
         """:meth:`update_one` over ``txs`` in order, as a ``(n, len(FEATURE_NAMES))`` array."""
@@ -129,6 +107,40 @@ class FeatureExtractor:
         if not rows:
             return np.empty((0, len(FEATURE_NAMES)), dtype=np.float64)
         return np.asarray(rows, dtype=np.float64)
+
+
+def featurize(state: CardState, tx: Transaction) -> list[float]:
+    """The features of ``tx`` given the card's past in ``state``; then fold ``tx`` into ``state``."""
+    window = state.window
+    window.append((tx.time_ms, tx.amount))
+    horizon = tx.time_ms - WINDOW_MS
+    while window[0][0] <= horizon:
+        window.popleft()
+    log_amount = math.log1p(tx.amount)
+    if state.count:
+        elapsed_s = max(0.0, (tx.time_ms - state.last_time_ms) / 1000)
+        moved_km = haversine_km(state.last_lat, state.last_lon, tx.lat, tx.lon)
+        since_last = math.log1p(elapsed_s)
+        speed = moved_km / (max(elapsed_s, MIN_ELAPSED_S) / 3600)
+        home_km = haversine_km(state.home_lat, state.home_lon, tx.lat, tx.lon)
+        new_category = float(tx.category not in state.categories)
+    else:
+        since_last, speed, home_km, new_category = -1.0, 0.0, 0.0, 0.0
+    features = [
+        log_amount,
+        float(len(window)),
+        sum(a for _, a in window),
+        state.zscore(log_amount),
+        float(state.count),
+        new_category,
+        since_last,
+        speed,
+        home_km,
+        local_hour(tx.time_ms, tx.lon),
+        float(CATEGORY_INDEX.get(tx.category, -1)),
+    ]
+    state.learn(tx, log_amount)
+    return features
 
 
 def local_hour(time_ms: int, lon: float) -> float:

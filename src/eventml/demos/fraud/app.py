@@ -1,0 +1,81 @@
+"""The fraud pipeline on the stream engine.
+
+``transactions`` (keyed by card) → per-card features (keyed state) → batched model
+scoring → ``fraud-alerts`` for scores over the threshold; and, in parallel, a
+one-minute tumbling count per card → ``card-velocity`` when a card is used
+``velocity_limit`` times or more in a minute. Exactly-once by default: alerts,
+card state and input offsets commit together.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from eventml.demos.fraud.events import ALERT_TYPE
+from eventml.demos.fraud.features import CardState, featurize
+from eventml.demos.fraud.model import FraudModel
+from eventml.demos.fraud.transaction import Transaction
+from eventml.engine import App, KeyState
+from eventml.windows import Count, Tumbling
+
+VELOCITY_WINDOW_MS = 60_000
+
+
+def fraud_app(
+    model: FraudModel,
+    *,
+    name: str = "fraud",
+    broker: str | None = None,
+    transactions: str = "transactions",
+    alerts: str = "fraud-alerts",
+    velocity: str | None = "card-velocity",
+    velocity_limit: int = 5,
+    partitions: int = 4,
+    **settings: Any,
+) -> App:
+    """The fraud-scoring app; ``settings`` are :class:`eventml.engine.Settings` fields."""
+    app = App(name, broker=broker, **settings)
+    tx_topic = app.topic(transactions, partitions=partitions, key="card_id")
+    alert_topic = app.topic(alerts, partitions=partitions, event_type=ALERT_TYPE)
+    threshold = model.threshold.value
+    names = model.feature_names
+
+    def card_features(value: dict[str, Any], state: KeyState) -> tuple[Transaction, list[float]]:
+        tx = Transaction(
+            value["card_id"], value["merchant_id"], value["category"], float(value["amount"]),
+            float(value["lat"]), float(value["lon"]), state.time_ms,
+        )
+        card: CardState | None = state.get("card")
+        card = CardState() if card is None else card.copy()
+        features = featurize(card, tx)
+        state["card"] = card
+        return tx, features
+
+    def score(values: list[tuple[Transaction, list[float]]]) -> list[Any]:
+        scores = model.score_many(np.asarray([f for _, f in values], dtype=np.float64))
+        return [(tx, f, s) for (tx, f), s in zip(values, scores.tolist(), strict=True)]
+
+    def alert(value: tuple[Transaction, list[float], float]) -> dict[str, Any]:
+        tx, features, s = value
+        return {
+            "card_id": tx.card_id,
+            "score": round(s, 6),
+            "threshold": round(threshold, 6),
+            "features": {n: round(v, 6) for n, v in zip(names, features, strict=True)},
+        }
+
+    stream = app.stream(tx_topic)
+    (stream.process(card_features, state="cards")
+        .map_batch(score)
+        .filter(lambda v: v[2] >= threshold)
+        .map(alert)
+        .to(alert_topic))
+    if velocity is not None:
+        velocity_topic = app.topic(velocity, partitions=partitions, event_type="card.velocity")
+        (stream.window(Tumbling(size_ms=VELOCITY_WINDOW_MS), emit="final", grace_ms=5_000)
+            .aggregate(Count())
+            .filter(lambda w: w["value"] >= velocity_limit)
+            .to(velocity_topic))
+    return app

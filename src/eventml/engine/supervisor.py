@@ -1,0 +1,101 @@
+"""Running workers: one in this process, or N processes restarted when they die."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+from types import FrameType
+from typing import Any
+
+from eventml.engine.app import App
+
+_log = logging.getLogger(__name__)
+
+
+def load_app(spec: str) -> App:
+    """The :class:`App` named by ``"module:attribute"`` (the current directory is importable)."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"name the app as module:attribute, e.g. pipelines.fraud:app (got {spec!r})")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ValueError(f"cannot import {module_name!r}: {e}") from e
+    app = getattr(module, attr, None)
+    if not isinstance(app, App):
+        raise ValueError(f"{spec}: {attr!r} is not an eventml App (got {type(app).__name__})")
+    return app
+
+
+def run_worker(app: App, index: int = 0, **options: Any) -> None:
+    """Run one worker in this process until SIGTERM/SIGINT."""
+    from eventml.engine.worker import Worker
+
+    worker = Worker(app, index=index)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    worker.run(**options)
+
+
+def _child(app: App, index: int, options: dict[str, Any]) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides
+    run_worker(app, index, **options)
+
+
+def run_app(app: App, *, workers: int = 1, restart: bool = True, **options: Any) -> None:
+    """Run ``workers`` workers; with more than one, each is a process (fork) and a dead one
+    is restarted with the same index (so it fences its predecessor's transactions)."""
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if workers == 1:
+        run_worker(app, 0, **options)
+        return
+    ctx = mp.get_context("fork")
+    procs: dict[int, Any] = {}
+    stopping = False
+
+    def start(i: int) -> None:
+        p = ctx.Process(target=_child, args=(app, i, options), name=f"{app.name}-worker-{i}")
+        p.start()
+        procs[i] = p
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for i in range(workers):
+        start(i)
+    try:
+        while not stopping:
+            time.sleep(0.2)
+            for i, p in list(procs.items()):
+                if not p.is_alive() and not stopping:
+                    if not restart:
+                        del procs[i]
+                        continue
+                    _log.warning("worker %d exited with %s; restarting it", i, p.exitcode)
+                    start(i)
+            if not procs:
+                return
+    finally:
+        for p in procs.values():
+            if p.is_alive():
+                p.terminate()
+        deadline = time.monotonic() + 30
+        for p in procs.values():
+            p.join(max(0.0, deadline - time.monotonic()))
+            if p.is_alive():
+                p.kill()
