@@ -45,26 +45,33 @@ class Guard:
         self.sleep = sleep
         self.rng = rng or random.Random()
 
-    def call(self, fn: Callable[..., Any], args: tuple[Any, ...], item: Item, fx: Effects) -> Any:
-        """``fn(*args)``, or :data:`FAILED` once the item has been dead-lettered."""
+    def call(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], item: Item, fx: Effects,
+        error: Exception,
+    ) -> Any:
+        """After ``fn(*args)`` failed with ``error`` (attempt 1): retry per the policy.
+
+        Returns the value of a successful retry, or :data:`FAILED` once the item
+        has been dead-lettered.
+        """
         attempt = 1
         while True:
+            kind = classify(error)
+            if kind == "fatal":
+                raise WorkerFailed(
+                    f"operator {self.operator} failed fatally on event {item.id}: "
+                    f"{type(error).__name__}: {error}"
+                ) from error
+            if kind == "permanent" or attempt >= self.policy.max_attempts:
+                self.dead_letter(item, error, attempt, fx)
+                return _FAILED
+            fx.retries += 1
+            self.sleep(self.policy.delay_ms(attempt, self.rng) / 1000)
+            attempt += 1
             try:
                 return fn(*args)
-            except Exception as e:
-                kind = classify(e)
-                if kind == "fatal":
-                    raise WorkerFailed(
-                        f"operator {self.operator} failed fatally on event {item.id}: "
-                        f"{type(e).__name__}: {e}"
-                    ) from e
-                if kind == "transient" and attempt < self.policy.max_attempts:
-                    fx.retries += 1
-                    self.sleep(self.policy.delay_ms(attempt, self.rng) / 1000)
-                    attempt += 1
-                    continue
-                self.dead_letter(item, e, attempt, fx)
-                return _FAILED
+            except Exception as e:  # classified at the top of the loop
+                error = e
 
     def dead_letter(self, item: Item, error: BaseException | str, attempts: int, fx: Effects) -> None:
         record = item.record

@@ -63,8 +63,8 @@ class MapOp(Op):
         for it in items:
             try:
                 value = fn(it.value)
-            except Exception:
-                value = self.guard.call(fn, (it.value,), it, fx)
+            except Exception as e:
+                value = self.guard.call(fn, (it.value,), it, fx, e)
                 if value is FAILED:
                     continue
             out.append(with_value(it, value))
@@ -82,8 +82,8 @@ class FilterOp(Op):
         for it in items:
             try:
                 keep = fn(it.value)
-            except Exception:
-                keep = self.guard.call(fn, (it.value,), it, fx)
+            except Exception as e:
+                keep = self.guard.call(fn, (it.value,), it, fx, e)
                 if keep is FAILED:
                     continue
             if keep:
@@ -105,8 +105,8 @@ class FlatMapOp(Op):
         for it in items:
             try:
                 values = self._expand(it)
-            except Exception:
-                values = self.guard.call(self._expand, (it,), it, fx)
+            except Exception as e:
+                values = self.guard.call(self._expand, (it,), it, fx, e)
                 if values is FAILED:
                     continue
             out.extend(Item(it.key, v, it.time_ms, f"{it.id}#{i}", it.record) for i, v in enumerate(values))
@@ -136,12 +136,16 @@ class MapBatchOp(Op):
         try:
             results = self._call([it.value for it in items])
             out = [with_value(it, v) for it, v in zip(items, results, strict=True)]
-        except Exception:
+        except Exception:  # isolate the failing values one by one
             out = []
             for it in items:
-                r = self.guard.call(self._call, ([it.value],), it, fx)
-                if r is not FAILED:
-                    out.append(with_value(it, r[0]))
+                try:
+                    r = self._call([it.value])
+                except Exception as e:
+                    r = self.guard.call(self._call, ([it.value],), it, fx, e)
+                    if r is FAILED:
+                        continue
+                out.append(with_value(it, r[0]))
         self.forward(out, task, fx)
 
 
@@ -161,11 +165,19 @@ class ProcessOp(Op):
             state = KeyState(store, key, it.time_ms)
             try:
                 value = fn(it.value, state)
-            except Exception:
-                state = KeyState(store, key, it.time_ms)
-                value = self.guard.call(fn, (it.value, state), it, fx)
+            except Exception as e:
+                attempt: list[KeyState] = []
+
+                def again(
+                    v: Any, k: str = key, t: int = it.time_ms, tries: list[KeyState] = attempt
+                ) -> Any:
+                    tries.append(KeyState(store, k, t))  # each retry starts from the stored state
+                    return fn(v, tries[-1])
+
+                value = self.guard.call(again, (it.value,), it, fx, e)
                 if value is FAILED:
                     continue
+                state = attempt[-1]
             changed = state.flush() or changed
             out.append(with_value(it, value))
         if changed:
@@ -186,8 +198,8 @@ class KeyByOp(Op):
         for it in items:
             try:
                 key = fn(it.value)
-            except Exception:
-                key = self.guard.call(fn, (it.value,), it, fx)
+            except Exception as e:
+                key = self.guard.call(fn, (it.value,), it, fx, e)
                 if key is FAILED:
                     continue
             emit(self.topic, encode(with_key(it, None if key is None else str(key))))
@@ -291,8 +303,8 @@ class TableJoinOp(Op):
             row = store.get("" if it.key is None else it.key)
             try:
                 value = fn(it.value, row)
-            except Exception:
-                value = self.guard.call(fn, (it.value, row), it, fx)
+            except Exception as e:
+                value = self.guard.call(fn, (it.value, row), it, fx, e)
                 if value is FAILED:
                     continue
             out.append(with_value(it, value))
