@@ -146,9 +146,12 @@ class Stream:
     def _then(self, kind: type[g.Node], **fields: Any) -> Stream:
         return Stream(self.app, self.app._add(kind, self.node, **fields))
 
-    def map(self, fn: Callable[[Any], Any], *, retry: RetryPolicy | None = None) -> Stream:
-        """Each value becomes ``fn(value)``."""
-        return self._then(g.Map, fn=fn, retry=retry)
+    def map(
+        self, fn: Callable[..., Any], *, metadata: bool = False, retry: RetryPolicy | None = None
+    ) -> Stream:
+        """Each value becomes ``fn(value)``; with ``metadata=True``, ``fn(value, item)``
+        where ``item`` (an :class:`~eventml.engine.Item`) has the key, event time and id."""
+        return self._then(g.Map, fn=fn, retry=retry, metadata=metadata)
 
     def filter(self, fn: Callable[[Any], bool], *, retry: RetryPolicy | None = None) -> Stream:
         """Keep the values for which ``fn(value)`` is true."""

@@ -75,8 +75,9 @@ class Source(Node):
 
 @dataclass(frozen=True, slots=True)
 class Map(Node):
-    fn: Callable[[Any], Any]
+    fn: Callable[..., Any]
     retry: RetryPolicy | None = None
+    metadata: bool = False  # call fn(value, item): the item's key, time and id too
 
     def detail(self) -> str:
         return _name(self.fn)

@@ -57,14 +57,31 @@ class MapOp(Op):
         super().__init__(node)
         self.fn = node.fn
         self.guard = guard
+        self.metadata = node.metadata
 
     def push(self, items: list[Item], task: Task, fx: Effects) -> None:
+        if self.metadata:
+            self._push_with_metadata(items, task, fx)
+            return
         fn, out = self.fn, []
         for it in items:
             try:
                 value = fn(it.value)
             except Exception as e:
                 value = self.guard.call(fn, (it.value,), it, fx, e)
+                if value is FAILED:
+                    continue
+            out.append(with_value(it, value))
+        self.forward(out, task, fx)
+
+
+    def _push_with_metadata(self, items: list[Item], task: Task, fx: Effects) -> None:
+        fn, out = self.fn, []
+        for it in items:
+            try:
+                value = fn(it.value, it)
+            except Exception as e:
+                value = self.guard.call(fn, (it.value, it), it, fx, e)
                 if value is FAILED:
                     continue
             out.append(with_value(it, value))

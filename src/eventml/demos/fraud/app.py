@@ -17,7 +17,7 @@ from eventml.demos.fraud.events import ALERT_TYPE
 from eventml.demos.fraud.features import CardState, featurize
 from eventml.demos.fraud.model import FraudModel
 from eventml.demos.fraud.transaction import Transaction
-from eventml.engine import App, KeyState
+from eventml.engine import App, Item, KeyState
 from eventml.windows import Count, Tumbling
 
 VELOCITY_WINDOW_MS = 60_000
@@ -57,9 +57,10 @@ def fraud_app(
         scores = model.score_many(np.asarray([f for _, f in values], dtype=np.float64))
         return [(tx, f, s) for (tx, f), s in zip(values, scores.tolist(), strict=True)]
 
-    def alert(value: tuple[Transaction, list[float], float]) -> dict[str, Any]:
+    def alert(value: tuple[Transaction, list[float], float], item: Item) -> dict[str, Any]:
         tx, features, s = value
         return {
+            "transaction_id": item.id,  # the alert's own id is the transaction's too
             "card_id": tx.card_id,
             "score": round(s, 6),
             "threshold": round(threshold, 6),
@@ -70,7 +71,7 @@ def fraud_app(
     (stream.process(card_features, state="cards")
         .map_batch(score)
         .filter(lambda v: v[2] >= threshold)
-        .map(alert)
+        .map(alert, metadata=True)
         .to(alert_topic))
     if velocity is not None:
         velocity_topic = app.topic(velocity, partitions=partitions, event_type="card.velocity")

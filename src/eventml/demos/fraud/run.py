@@ -9,13 +9,15 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
+from eventml.demos.fraud.app import fraud_app
 from eventml.demos.fraud.generator import generate_transactions
 from eventml.demos.fraud.metrics import percentiles_ms, precision_recall, recall_by_pattern
 from eventml.demos.fraud.model import FraudModel, train_fraud_model
-from eventml.demos.fraud.pipeline import ScoringPipeline
 from eventml.demos.fraud.producer import TransactionProducer
 from eventml.demos.fraud.result import FraudDemoResult
-from eventml.log import BrokerUnavailable, Log, TopicSpec
+from eventml.engine import App, Guarantee, Item, Stream, Worker
+from eventml.engine.graph import To
+from eventml.log import BrokerUnavailable, Log
 
 LIVE, HISTORY = 0, 1  # seed streams: the scored transactions and the training history
 DEFAULT_HISTORY_EVENTS = 100_000
@@ -38,12 +40,15 @@ def run_fraud_demo(
     history_events: int = DEFAULT_HISTORY_EVENTS,
     rate_eps: float | None = None,
     partitions: int = 4,
-    batch_size: int = 1000,
+    batch_size: int = 5000,
     transactions_topic: str = "transactions",
     alerts_topic: str = "fraud-alerts",
+    velocity_topic: str | None = "card-velocity",
+    guarantee: Guarantee = "exactly_once",
     idle_timeout_s: float = 60.0,
 ) -> FraudDemoResult:
-    """Generate ``events`` transactions, append them while a consumer scores them, and evaluate.
+    """Generate ``events`` transactions, append them while the engine scores them
+    (:func:`~eventml.demos.fraud.app.fraud_app`, exactly-once by default), and evaluate.
 
     ``progress`` is called with the number of transactions scored so far.
     ``model`` defaults to :func:`train_demo_model` (``seed``, ``history_events``).
@@ -59,17 +64,22 @@ def run_fraud_demo(
     train_seconds = time.perf_counter() - train_started
     live = generate_transactions(events, seed=(seed, LIVE))
 
-    for name in (transactions_topic, alerts_topic):
-        log.create_topic(TopicSpec(name, partitions), exist_ok=True)
-    pipeline = ScoringPipeline(
-        log,
+    alerted_at: dict[str, float] = {}  # alert's transaction id -> clock() when committed
+    in_batch: list[str] = []
+    app = fraud_app(
         model,
-        source_topic=transactions_topic,
-        alerts_topic=alerts_topic,
-        group=f"eventml-demo-fraud-{uuid.uuid4().hex[:12]}",
-        start_offsets=log.end_offsets(transactions_topic),
-        batch_size=batch_size,
+        name=f"eventml-demo-fraud-{uuid.uuid4().hex[:12]}",
+        broker=log.url,
+        transactions=transactions_topic,
+        alerts=alerts_topic,
+        velocity=velocity_topic,
+        partitions=partitions,
+        guarantee=guarantee,
+        max_batch=batch_size,
+        auto_offset_reset="latest",  # only what this run appends
     )
+    _tap_alerts(app, alerts_topic, in_batch)
+    worker = Worker(app, log=log)
     producer = TransactionProducer(
         log,
         transactions_topic,
@@ -77,42 +87,46 @@ def run_fraud_demo(
         batch_size=PRODUCER_BATCH,
         rate_eps=rate_eps,
     )
+    clock = time.perf_counter
     try:
-        pipeline.wait_for_assignment()
-        started = last_progress = time.perf_counter()
+        _wait_for_assignment(worker)
+        started = last_progress = clock()
         producer.start()
-        while pipeline.processed < events:
-            if pipeline.poll_once():
-                last_progress = time.perf_counter()
+        while worker.stats.records < events:
+            if worker.step():
+                now = last_progress = clock()
+                for tx_id in in_batch:  # committed: the alerts are now visible
+                    alerted_at[tx_id] = now
+                in_batch.clear()
                 if progress is not None:
-                    progress(pipeline.processed)
+                    progress(worker.stats.records)
             elif producer.error is not None:
                 raise producer.error
-            elif time.perf_counter() - last_progress > idle_timeout_s:
+            elif clock() - last_progress > idle_timeout_s:
                 raise BrokerUnavailable(
                     f"no transactions to score for {idle_timeout_s:.0f} s "
-                    f"({pipeline.processed} of {events} done): is the broker healthy?"
+                    f"({worker.stats.records} of {events} done): is the broker healthy?"
                 )
-        finished = time.perf_counter()
+        finished = clock()
     finally:
         producer.stop()
-        pipeline.close()
+        worker.close()
     if producer.error is not None:
         raise producer.error
 
     position = {event_id: i for i, event_id in enumerate(producer.event_ids)}
     alerted = np.zeros(events, dtype=np.bool_)
-    for alert in pipeline.alerts:
-        alerted[position[alert.transaction_id]] = True
+    for tx_id in alerted_at:
+        alerted[position[tx_id]] = True
     precision, recall = precision_recall(live.labels, alerted)
     p50, p99 = percentiles_ms(
-        [a.acked_at - producer.acked_at[a.transaction_id] for a in pipeline.alerts], (50, 99)
+        [at - producer.acked_at[tx_id] for tx_id, at in alerted_at.items()], (50, 99)
     )
     pipeline_seconds = finished - started
     return FraudDemoResult(
         events=events,
         fraud_events=live.fraud_count,
-        alerts=len(pipeline.alerts),
+        alerts=len(alerted_at),
         true_positives=int((alerted & live.labels).sum()),
         precision=precision,
         recall=recall,
@@ -130,6 +144,30 @@ def run_fraud_demo(
         topics=(transactions_topic, alerts_topic),
         seed=seed,
     )
+
+
+def _tap_alerts(app: App, alerts_topic: str, into: list[str]) -> None:
+    """Note the transaction id of every alert of the batch (the alert's id is the
+    transaction's event id); the run loop stamps them once the batch has committed."""
+    to_alerts = next(
+        n for n in app.topology().nodes if isinstance(n, To) and n.topic.name == alerts_topic
+    )
+
+    def note(items: list[Item]) -> None:
+        into.extend(it.id for it in items)
+
+    Stream(app, to_alerts.id).sink(note)
+
+
+def _wait_for_assignment(worker: Worker, timeout_s: float = 60.0) -> None:
+    """Join the group before producing, so latency excludes the join."""
+    deadline = time.monotonic() + timeout_s
+    while not worker.consumer.assignment():
+        if time.monotonic() > deadline:
+            raise BrokerUnavailable(
+                f"no partitions assigned within {timeout_s:.0f} s: is the broker healthy?"
+            )
+        worker.step()
 
 
 def redact_url(url: str) -> str:
