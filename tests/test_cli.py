@@ -125,3 +125,16 @@ def test_group_without_command_shows_help_only() -> None:
 def test_help_and_version() -> None:
     assert "topics" in run("--help").stdout
     assert run("--version").stdout.startswith("eventml ")
+
+
+def test_describe_prints_the_topology_and_bad_app_names_are_one_line() -> None:
+    ok = run("describe", "examples.clicks:app")  # from the repository root
+    assert ok.returncode == 0, ok.stderr
+    assert "source [source-1] clicks" in ok.stdout
+    assert "window [window-3] Tumbling(size_ms=60000)" in ok.stdout
+    assert "guarantee exactly_once" in ok.stdout
+    for spec, why in (("nosuchmodule:app", "cannot import"), ("examples.clicks", "module:attribute"),
+                      ("examples.clicks:clicks", "not an eventml App")):
+        assert_one_line_error(run("describe", spec), why)
+    assert_one_line_error(run("run", "examples.clicks:app", "--guarantee", "twice"),
+                          "exactly_once or at_least_once")

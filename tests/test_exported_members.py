@@ -29,6 +29,15 @@ PUBLIC = {
     "eventml.log.embedded": ["Durability", "EmbeddedLog", "open_embedded_log"],
     "eventml.log.kafka": ["KafkaConsumer", "KafkaLog", "open_kafka_log"],
     "eventml.windows": ["Aggregator", "ApproxDistinct", "Count", "EmitMode", "Emitted", "Hopping", "Last", "Late", "Max", "Mean", "Min", "Output", "Retracted", "Session", "Sliding", "StdDev", "StreamTime", "Sum", "TopK", "Tumbling", "Window", "WindowSpec", "WindowedAggregation", "WindowedAggregationLogic", "is_closed"],
+    "eventml.engine": [
+        "App", "Guarantee", "Item", "KeyState", "Settings", "StoreRef", "Stream", "TopicRef",
+        "Topology", "WindowedStream", "Worker", "WorkerFailed", "WorkerStats", "load_app",
+        "run_app",
+    ],
+    "eventml.state": [
+        "ChangelogStateBackend", "MemoryStateBackend", "PartitionStore", "SqliteStateBackend",
+        "StateBackend", "StateError", "StoreSpec", "backend_for", "register_state_backend",
+    ],
     "eventml.deadletter": [
         "DLQ_PREFIX", "REPLAY_GROUP", "REPLAY_OF", "DeadLetter", "ErrorKind", "Failed",
         "FatalError", "InvalidDeadLetter", "Ok", "Outcome", "PermanentError", "ReplayResult",

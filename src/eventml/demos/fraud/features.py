@@ -67,6 +67,13 @@ class CardState:
         std = math.sqrt(self.m2 / (self.count - 1))
         return (value - self.mean) / max(std, MIN_STD)
 
+    def __reduce__(self) -> tuple[type[CardState], tuple[object, ...]]:
+        # positional fields pickle several times faster than the dataclass' __getstate__
+        return CardState, (
+            self.window, self.count, self.mean, self.m2, self.categories, self.last_time_ms,
+            self.last_lat, self.last_lon, self.home_lat, self.home_lon,
+        )
+
     def copy(self) -> CardState:
         """An independent copy (state handed to the engine is never changed in place)."""
         return CardState(
