@@ -27,3 +27,12 @@ def test_readme_example_runs(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     assert run.stdout == "alert: card-2 990.0\n"
     assert (tmp_path / ".eventml").is_dir()
+
+
+def test_readme_pipeline_example_runs(tmp_path: Path) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    assert len(blocks) >= 2
+    run = subprocess.run([sys.executable, "-c", blocks[1]], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "alert: card-1 550.0\n"
