@@ -30,6 +30,11 @@ def run(
         str | None,
         typer.Option(help="exactly_once or at_least_once (default: the app's setting)."),
     ] = None,
+    instance: Annotated[
+        str | None,
+        typer.Option(help="Names this run's workers (default: the host name); give each "
+                          "`eventml run` of one app on one host its own."),
+    ] = None,
     idle_exit: Annotated[
         float | None, typer.Option(help="Stop after this many seconds without input (single worker).")
     ] = None,
@@ -44,6 +49,8 @@ def run(
         app.configure(guarantee=g)
     if broker is not None:
         app.configure(broker=broker)
+    if instance is not None:
+        app.configure(instance=instance)
     if idle_exit is not None and workers > 1:
         fail("--idle-exit works with one worker only")
     if idle_exit is None:

@@ -31,7 +31,12 @@ class Settings:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     session_timeout_ms: int = 6000
     max_poll_interval_ms: int = 10_000
-    static_membership: bool = False  # Kafka group.instance.id per worker index
+    static_membership: bool = False  # Kafka group.instance.id per worker (instance + index)
+    instance: str | None = None
+    """Names this machine's workers (default: the host name). With the worker index it
+    makes each worker's transactional id ``<app>-<instance>-<index>``: stable across
+    restarts, so a restarted worker aborts what its dead predecessor left open, and
+    distinct across machines. Give each ``eventml run`` on one host its own instance."""
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     unsafe_commit_first: bool = False
     """Deliberately wrong (commits input offsets before processing): only for testing

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import socket
 import threading
 import time
 from collections import defaultdict
@@ -87,8 +88,10 @@ class _Task:
 class Worker:
     """Runs ``app`` as member ``index`` of its consumer group (the app's name).
 
-    ``index`` makes the transactional id (``<app>-<index>``): a restarted worker
-    with the same index fences its predecessor, as Kafka Streams does.
+    The transactional id is ``<app>-<instance>-<index>`` (see ``Settings.instance``):
+    a restarted worker with the same index fences its predecessor and aborts the
+    transaction it left open. Zombies whose partitions moved are also fenced by the
+    group (their offset commit is refused), whatever their id.
     """
 
     def __init__(
@@ -119,7 +122,8 @@ class Worker:
         self._stop = threading.Event()
         self._create_topics()
         self.eos = self.settings.guarantee == "exactly_once"
-        self._txn_id = f"{app.name}-{index}"
+        self.instance = self.settings.instance or socket.gethostname() or "local"
+        self._txn_id = f"{app.name}-{self.instance}-{index}"
         self._producer = self._make_producer()
         self.consumer: Consumer = self.log.consumer(
             app.name,
@@ -154,7 +158,7 @@ class Worker:
         s = self.settings
         extra: dict[str, str] = {}
         if s.static_membership:
-            extra["group.instance.id"] = f"{self.app.name}-{self.index}"
+            extra["group.instance.id"] = self._txn_id
         if any(isinstance(n, g.TableJoin | g.StreamJoin) for n in self.app.topology().nodes):
             # joins need partition p of both topics on the same worker
             extra["partition.assignment.strategy"] = "range"

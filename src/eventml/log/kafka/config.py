@@ -80,6 +80,9 @@ def producer(bootstrap: str, options: Mapping[str, str]) -> Config:
     return conf
 
 
+TRANSACTION_TIMEOUT_MS = 10_000
+
+
 def transactional_producer(
     bootstrap: str, options: Mapping[str, str], transactional_id: str
 ) -> Config:
@@ -92,6 +95,9 @@ def transactional_producer(
         raise LogError("transactional_id must be a non-empty string, stable per worker instance")
     conf = producer(bootstrap, options)
     conf["transactional.id"] = transactional_id
+    # as Kafka Streams does under EOS: a transaction left open by a dead worker blocks
+    # read_committed readers of its partitions until it times out, so keep that short
+    conf.setdefault("transaction.timeout.ms", str(TRANSACTION_TIMEOUT_MS))
     if "message.timeout.ms" not in options:
         txn_timeout = int(conf.get("transaction.timeout.ms", 60_000))
         conf["message.timeout.ms"] = min(int(conf["message.timeout.ms"]), txn_timeout)
