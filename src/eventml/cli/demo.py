@@ -36,14 +36,21 @@ def fraud(
         float | None,
         typer.Option(min=1, help="Offered load in events/s (default: as fast as possible)."),
     ] = None,
+    at_least_once: Annotated[
+        bool, typer.Option("--at-least-once", help="Commit outputs and offsets separately.")
+    ] = False,
     broker: BrokerOption = DEFAULT_BROKER,
 ) -> None:
-    """Card transactions -> per-card features -> scikit-learn model -> fraud-alerts."""
+    """Card transactions -> per-card features (keyed state) -> scikit-learn model ->
+    fraud-alerts, plus per-card velocity windows; on the stream engine, exactly-once."""
     from eventml.demos.fraud import MissingDependency, run_fraud_demo
 
     try:
         with connect(broker) as log, _progress(events) as progress:
-            result = run_fraud_demo(log, events=events, seed=seed, progress=progress, rate_eps=rate)
+            result = run_fraud_demo(
+                log, events=events, seed=seed, progress=progress, rate_eps=rate,
+                guarantee="at_least_once" if at_least_once else "exactly_once",
+            )
     except LogError as e:
         fail(str(e))
     except MissingDependency as e:
@@ -89,10 +96,11 @@ def _summary(result: dict[str, object]) -> Table:
         ("broker", str(result["broker"])),
         ("transactions", f"{result['events']:,} ({result['fraud_events']:,} fraudulent)"),
         ("alerts", f"{result['alerts']:,} ({result['true_positives']:,} true)"),
+        ("velocity alerts", f"{result['velocity_alerts']:,} (cards used 5+ times in a minute)"),
         ("precision", f"{result['precision']:.3f}"),
         ("recall", f"{result['recall']:.3f}"),
         *((f"  recall: {name}", f"{value:.3f}") for name, value in by_pattern.items()),
-        ("throughput", f"{result['throughput_eps']:,.0f} events/s"),
+        ("throughput", f"{result['throughput_eps']:,.0f} events/s ({result['guarantee']})"),
         (
             "latency p50 / p99",
             f"{_ms(latency['p50'])} / {_ms(latency['p99'])} "

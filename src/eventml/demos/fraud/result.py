@@ -28,6 +28,8 @@ class FraudDemoResult:
     broker: str
     topics: tuple[str, str]  # transactions, alerts
     seed: int
+    guarantee: str = "exactly_once"
+    velocity_alerts: int = 0  # cards used velocity_limit+ times in a one-minute window
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -49,6 +51,8 @@ class FraudDemoResult:
             "broker": self.broker,
             "topics": {"transactions": self.topics[0], "alerts": self.topics[1]},
             "seed": self.seed,
+            "guarantee": self.guarantee,
+            "velocity_alerts": self.velocity_alerts,
         }
 
 

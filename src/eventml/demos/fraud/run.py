@@ -79,6 +79,9 @@ def run_fraud_demo(
         auto_offset_reset="latest",  # only what this run appends
     )
     _tap_alerts(app, alerts_topic, in_batch)
+    velocity_ids: list[str] = []
+    if velocity_topic is not None:
+        _tap_alerts(app, velocity_topic, velocity_ids)
     worker = Worker(app, log=log)
     producer = TransactionProducer(
         log,
@@ -143,6 +146,8 @@ def run_fraud_demo(
         broker=redact_url(log.url),
         topics=(transactions_topic, alerts_topic),
         seed=seed,
+        guarantee=guarantee,
+        velocity_alerts=len(velocity_ids),
     )
 
 
