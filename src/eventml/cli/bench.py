@@ -1,4 +1,5 @@
-"""`eventml bench log` and `eventml bench state`: throughput and restore time, as JSON or a table."""
+"""`eventml bench log`, `bench state` and `bench pipeline`: throughput, restore time and the
+fraud pipeline's throughput and latency, as JSON or a table."""
 
 from __future__ import annotations
 
@@ -120,3 +121,136 @@ def state(
         typer.echo(to_json(result))
     else:
         render_state_table(result, console)
+
+
+@bench_app.command("pipeline")
+def pipeline(
+    events: Annotated[
+        int, typer.Option("--events", "-n", help="Transactions timed through the pipeline.")
+    ] = 200_000,
+    workers: Annotated[
+        int, typer.Option("--workers", "-w", help="Workers (more than 1: forked processes).")
+    ] = 1,
+    rate: Annotated[
+        float, typer.Option("--rate", help="Offered events/s in the latency phase.")
+    ] = 10_000,
+    duration: Annotated[
+        float, typer.Option("--duration", help="Seconds of the latency phase, after warm-up.")
+    ] = 5.0,
+    warmup: Annotated[
+        float, typer.Option("--warmup", help="Seconds of latency-phase warm-up (not counted).")
+    ] = 1.0,
+    append_every_ms: Annotated[
+        float,
+        typer.Option("--append-every-ms", help="Latency phase: one append per this many ms."),
+    ] = 10.0,
+    guarantee: Annotated[
+        str, typer.Option("--guarantee", help="exactly_once or at_least_once.")
+    ] = "exactly_once",
+    partitions: Annotated[
+        int, typer.Option("--partitions", "-p", help="Input topic partitions.")
+    ] = 4,
+    velocity: Annotated[
+        bool,
+        typer.Option("--velocity/--no-velocity", help="Keep the one-minute velocity window."),
+    ] = True,
+    max_batch: Annotated[
+        int | None,
+        typer.Option("--max-batch", help="Records per batch at most (default: the engine's)."),
+    ] = None,
+    tap_every: Annotated[
+        int,
+        typer.Option(
+            "--tap-every",
+            help="Latency phase: also pass 1 event in N through to a tap topic (0: alerts only).",
+        ),
+    ] = 10,
+    latency_worker: Annotated[
+        str,
+        typer.Option(
+            "--latency-worker", help="process or thread (default: process; memory: thread)."
+        ),
+    ] = "",
+    repeat: Annotated[
+        int,
+        typer.Option("--repeat", "-r", help="Throughput runs; rates report the best (or median)."),
+    ] = 1,
+    median: Annotated[
+        bool, typer.Option("--median", help="Report the median of the runs instead of the best.")
+    ] = False,
+    no_baseline: Annotated[
+        bool, typer.Option("--no-baseline", help="Skip the raw pass-through runs.")
+    ] = False,
+    no_latency: Annotated[bool, typer.Option("--no-latency", help="Skip the latency phase.")] = False,
+    history_events: Annotated[
+        int, typer.Option("--history-events", help="Transactions the model is trained on.")
+    ] = 100_000,
+    keep_topics: Annotated[
+        bool, typer.Option("--keep-topics", help="Leave the benchmark's topics in the log.")
+    ] = False,
+    json: Annotated[bool, typer.Option("--json", help="Only one JSON object on stdout.")] = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Also write the JSON object to this file.")
+    ] = None,
+    broker: BrokerOption = DEFAULT_BROKER,
+) -> None:
+    """The fraud pipeline's throughput and end-to-end latency, next to a raw pass-through."""
+    for name, value, least in (
+        ("--events", events, 1),
+        ("--workers", workers, 1),
+        ("--partitions", partitions, 1),
+        ("--repeat", repeat, 1),
+        ("--history-events", history_events, 1),
+        ("--max-batch", max_batch or 1, 1),
+        ("--tap-every", tap_every, 0),
+    ):
+        if value < least:
+            fail(f"{name} must be >= {least}, got {value}")
+    for name, number, positive in (
+        ("--rate", rate, True),
+        ("--duration", duration, True),
+        ("--warmup", warmup, False),
+        ("--append-every-ms", append_every_ms, False),
+    ):
+        if number < 0 or (positive and number == 0):
+            fail(f"{name} must be {'> 0' if positive else '>= 0'}, got {number:g}")
+    if guarantee not in ("exactly_once", "at_least_once"):
+        fail(f"--guarantee must be exactly_once or at_least_once, got {guarantee!r}")
+    if latency_worker not in ("", "process", "thread"):
+        fail(f"--latency-worker must be process or thread, got {latency_worker!r}")
+
+    from eventml.bench import to_json
+    from eventml.bench.pipeline import render_pipeline_table, run_pipeline_benchmark
+    from eventml.log.registry import parse_broker_url
+
+    parse_broker_url(broker)  # an unknown scheme is one line on stderr, before any work
+    result = run_pipeline_benchmark(
+        broker,
+        events=events,
+        workers=workers,
+        guarantee="at_least_once" if guarantee == "at_least_once" else "exactly_once",
+        partitions=partitions,
+        velocity=velocity,
+        max_batch=max_batch,
+        rate=rate,
+        duration_s=duration,
+        warmup_s=warmup,
+        append_every_ms=append_every_ms,
+        tap_every=tap_every,
+        latency=not no_latency,
+        latency_worker=(
+            "thread" if latency_worker == "thread" else "process" if latency_worker else None
+        ),
+        baseline=not no_baseline,
+        repeat=repeat,
+        statistic="median" if median else "best",
+        history_events=history_events,
+        keep_topics=keep_topics,
+        progress=None if json else lambda msg: err_console.print(f"[dim]{msg}[/]"),
+    )
+    if out is not None:
+        out.write_text(to_json(result, indent=True) + "\n")
+    if json:
+        typer.echo(to_json(result))
+    else:
+        render_pipeline_table(result, console)

@@ -111,7 +111,7 @@ def _one_thread() -> Any:
     made small batches ~50x slower in measurements here."""
     global _CONTROLLER
     if _CONTROLLER is None:
-        from threadpoolctl import ThreadpoolController  # a scikit-learn dependency
+        from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]  # via scikit-learn
 
         _CONTROLLER = ThreadpoolController()
     return _CONTROLLER.limit(limits=1, user_api="openmp")
