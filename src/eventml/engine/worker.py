@@ -243,7 +243,8 @@ class Worker:
         except WorkerFailed:
             self._rewind(positions)
             raise
-        self._commit(fx, positions)
+        if not self._commit(fx, positions):
+            return len(records)  # refused: rewound, nothing counted
         st = self.stats
         st.batches += 1
         st.records += len(records)
@@ -285,7 +286,8 @@ class Worker:
                     if s.expire(newest):
                         fx.touch(s)
 
-    def _commit(self, fx: Effects, positions: Mapping[TopicPartition, int]) -> None:
+    def _commit(self, fx: Effects, positions: Mapping[TopicPartition, int]) -> bool:
+        """Commit the batch; False if the commit was refused (and the input rewound)."""
         for fn, items in fx.sinks:  # before the commit: a repeat after a crash is deduplicated by id
             fn(items)
         txn = self._begin()
@@ -293,7 +295,6 @@ class Worker:
             for topic, messages in fx.outputs.items():
                 if messages:
                     txn.append(topic, messages)
-                    self.stats.outputs += len(messages)
             for store in fx.stores.values():
                 store.stage(txn, positions.get(store.partition, 0))
             if self.eos:
@@ -307,7 +308,7 @@ class Worker:
             if isinstance(e, Fenced):
                 raise WorkerFailed(f"worker {self._txn_id} was fenced: {e}") from e
             _log.info("commit refused, reprocessing from the committed offsets: %s", e)
-            return
+            return False
         except BaseException:
             txn.abort()
             for store in fx.stores.values():
@@ -315,12 +316,14 @@ class Worker:
             raise
         for store in fx.stores.values():
             store.commit()
+        self.stats.outputs += sum(map(len, fx.outputs.values()))
         if not self.eos and not self.settings.unsafe_commit_first:
             try:
                 self.consumer.commit(positions)
             except CommitFailed as e:  # at-least-once: the next owner repeats this batch
                 self.stats.commits_refused += 1
                 _log.info("offset commit refused: %s", e)
+        return True
 
     def _begin(self) -> Transaction:
         if self._producer is not None:

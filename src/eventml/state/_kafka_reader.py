@@ -24,6 +24,7 @@ from eventml.state._codec import Row
 from eventml.state.base import StateError
 
 BATCH = 10_000
+_WAIT_S = 0.02
 
 
 def _conf(log: Any) -> dict[str, Any]:
@@ -67,7 +68,9 @@ def read_kafka(log: Log, tp: TopicPartition, timeout_s: float) -> Iterator[list[
 def _consume(c: _RdConsumer, tp: TopicPartition, end: int, timeout_s: float) -> Iterator[list[Row]]:
     deadline = time.monotonic() + timeout_s
     while True:
-        msgs = c.consume(BATCH, 0.5)
+        # consume() waits for a full batch or the timeout: keep it short, or every
+        # restore ends with a wait for records that will never come
+        msgs = c.consume(BATCH, _WAIT_S)
         if not msgs:
             if time.monotonic() > deadline:
                 raise StateError(
