@@ -24,7 +24,7 @@ PUBLIC = {
     ],
     "eventml.testing": [
         "DeliveryReport", "DeliveryViolation", "FakeClock", "KafkaBroker", "KafkaUnavailable",
-        "MemoryLog", "check_delivery",
+        "MemoryLog", "SequenceReport", "SequenceViolation", "check_delivery", "check_sequences",
     ],
     "eventml.log.embedded": ["Durability", "EmbeddedLog", "open_embedded_log"],
     "eventml.log.kafka": ["KafkaConsumer", "KafkaLog", "open_kafka_log"],

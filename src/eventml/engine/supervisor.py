@@ -49,6 +49,7 @@ def run_worker(app: App, index: int = 0, **options: Any) -> None:
 
 
 def _child(app: App, index: int, options: dict[str, Any]) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the supervisor's handler (forked)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides
     run_worker(app, index, **options)
 

@@ -39,6 +39,7 @@ from eventml.log.base import (
     ConsumerConfig,
     Fenced,
     Log,
+    LogError,
     Message,
     RebalanceListener,
     Record,
@@ -290,7 +291,16 @@ class Worker:
         """Commit the batch; False if the commit was refused (and the input rewound)."""
         for fn, items in fx.sinks:  # before the commit: a repeat after a crash is deduplicated by id
             fn(items)
-        txn = self._begin()
+        try:
+            txn = self._begin()
+        except Fenced as e:
+            raise WorkerFailed(f"worker {self._txn_id} was fenced: {e}") from e
+        except LogError as e:  # e.g. the previous abort is still pending: retry the batch
+            for store in fx.stores.values():
+                store.rollback()
+            self._rewind(positions)
+            _log.warning("could not begin a transaction, retrying the batch: %s", e)
+            return False
         try:
             for topic, messages in fx.outputs.items():
                 if messages:

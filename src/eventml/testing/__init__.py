@@ -3,12 +3,22 @@
 * :class:`MemoryLog` — the in-memory log (``memory://``), same semantics as the others.
 * :class:`FakeClock` — time that moves only when told to.
 * :func:`check_delivery` — counts every event: loss, duplicates, per-key order.
+* :func:`check_sequences` — per-key sequence numbers strictly +1, and state that agrees.
+* ``eventml.testing.chaos`` — kill workers while they run an app, then count every event
+  (``python -m eventml.testing.chaos --broker URL --guarantee exactly_once``).
 * :class:`KafkaBroker` — a real single-node Kafka 4.x broker from Maven Central jars;
   the pytest plugin (loaded automatically) offers it as the ``kafka_bootstrap`` fixture.
 """
 
 from eventml.log.memory import MemoryLog
-from eventml.testing.checkers import DeliveryReport, DeliveryViolation, check_delivery
+from eventml.testing.checkers import (
+    DeliveryReport,
+    DeliveryViolation,
+    SequenceReport,
+    SequenceViolation,
+    check_delivery,
+    check_sequences,
+)
 from eventml.testing.clock import FakeClock
 from eventml.testing.kafka import KafkaBroker, KafkaUnavailable
 
@@ -19,5 +29,8 @@ __all__ = [
     "KafkaBroker",
     "KafkaUnavailable",
     "MemoryLog",
+    "SequenceReport",
+    "SequenceViolation",
     "check_delivery",
+    "check_sequences",
 ]

@@ -1,7 +1,10 @@
 """Delivery checkers that count every event: loss, duplicates, per-key order.
 
 Give them what was sent (acknowledged) and what was received, as ``(key, seq)``
-pairs where ``seq`` increases per key in send order.
+pairs where ``seq`` increases per key in send order. :func:`check_delivery` counts
+every event; :func:`check_sequences` checks, per key, that outputs come in strict
+``+1`` steps and agree with the state they were computed from (exactly-once
+processing with state).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
+from typing import Literal, NamedTuple
 
 Item = tuple[Hashable, int]
 
@@ -80,3 +84,108 @@ def check_delivery(
         unexpected=unexpected,
         out_of_order_keys=tuple(sorted(disorder, key=repr)),
     )
+
+
+# -- per-key sequences and the state behind them -------------------------------------------
+
+SequenceKind = Literal["gap", "repeat", "state"]
+
+
+class SequenceViolation(NamedTuple):
+    """One output that breaks its key's sequence.
+
+    ``kind``: ``"gap"`` (``seq`` jumps past ``previous + 1``: outputs in between are
+    missing), ``"repeat"`` (``seq`` is not above the previous output's: a duplicate or a
+    reordering), ``"state"`` (the state the output was computed from said ``state_seq``,
+    not ``seq - 1``: state and outputs disagree).
+    """
+
+    kind: SequenceKind
+    key: Hashable
+    position: int  # among the key's outputs, from 0
+    seq: int
+    expected: int  # previous output's seq + 1 (gap, repeat) or seq - 1 (state)
+    got: int | None  # seq (gap, repeat) or the state's seq (state)
+
+
+@dataclass(frozen=True, slots=True)
+class SequenceReport:
+    """What :func:`check_sequences` found: counts of each kind and the first examples."""
+
+    keys: int
+    received: int
+    gaps: int
+    repeats: int
+    state_mismatches: int
+    examples: tuple[SequenceViolation, ...]
+
+    @property
+    def violations(self) -> int:
+        return self.gaps + self.repeats + self.state_mismatches
+
+    @property
+    def ok(self) -> bool:
+        return self.violations == 0
+
+    def summary(self) -> str:
+        parts = [f"{self.received} outputs of {self.keys} keys"]
+        for name, n in (("gaps", self.gaps), ("repeats", self.repeats),
+                        ("state mismatches", self.state_mismatches)):
+            if n:
+                parts.append(f"{n} {name}")
+        if self.examples:
+            parts.append(f"e.g. {list(self.examples[:3])}")
+        return "; ".join(parts)
+
+    def assert_ok(self) -> None:
+        if not self.ok:
+            raise DeliveryViolation(self.summary())
+
+
+def check_sequences(
+    received: Iterable[tuple[Hashable, int] | tuple[Hashable, int, int | None]],
+    *,
+    start: int = 1,
+    max_examples: int = 100,
+) -> SequenceReport:
+    """Check outputs, in the order one key's outputs were written, against per-key sequences.
+
+    Each item is ``(key, seq)`` or ``(key, seq, state_seq)``: ``seq`` numbers the key's
+    input events ``start, start + 1, ...`` in send order; ``state_seq`` is the last seq
+    the processor's state held for the key when it made the output (``None``: no state,
+    counted as ``start - 1``). Exactly-once means, per key, each output's ``seq`` is the
+    previous output's plus one (the first is ``start``) and ``state_seq == seq - 1``:
+    nothing lost, nothing repeated, and state consistent with what was emitted.
+    Each output is compared with the key's previous output, so a replayed run
+    (``5 6 7 5 6 7``) is one repeat, and a hole one gap; count copies with
+    :func:`check_delivery`. Every violation is counted; the first ``max_examples`` are kept.
+    """
+    last: dict[Hashable, int] = {}
+    counts: dict[Hashable, int] = defaultdict(int)
+    examples: list[SequenceViolation] = []
+    gaps = repeats = states = total = 0
+
+    def note(v: SequenceViolation) -> None:
+        if len(examples) < max_examples:
+            examples.append(v)
+
+    for item in received:
+        key, seq = item[0], item[1]
+        total += 1
+        position = counts[key]
+        counts[key] = position + 1
+        expected = last.get(key, start - 1) + 1
+        if seq != expected:
+            if seq > expected:
+                gaps += 1
+                note(SequenceViolation("gap", key, position, seq, expected, seq))
+            else:
+                repeats += 1
+                note(SequenceViolation("repeat", key, position, seq, expected, seq))
+        last[key] = seq
+        if len(item) > 2:
+            state_seq = item[2]
+            if (start - 1 if state_seq is None else state_seq) != seq - 1:
+                states += 1
+                note(SequenceViolation("state", key, position, seq, seq - 1, state_seq))
+    return SequenceReport(len(counts), total, gaps, repeats, states, tuple(examples))
