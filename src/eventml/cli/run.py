@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 import typer
 
 from eventml.cli._common import fail
-from eventml.engine import load_app, run_app
+from eventml.engine import WorkerFailed, load_app, run_app
 from eventml.engine.app import App
 
 AppArg = Annotated[str, typer.Argument(help="The app as module:attribute, e.g. pipelines.fraud:app")]
@@ -53,10 +53,13 @@ def run(
         app.configure(instance=instance)
     if idle_exit is not None and workers > 1:
         fail("--idle-exit works with one worker only")
-    if idle_exit is None:
-        run_app(app, workers=workers)
-    else:
-        run_app(app, workers=workers, idle_timeout_s=idle_exit)
+    try:
+        if idle_exit is None:
+            run_app(app, workers=workers)
+        else:
+            run_app(app, workers=workers, idle_timeout_s=idle_exit)
+    except WorkerFailed as e:
+        fail(f"the worker stopped: {e}", 1)
 
 
 def describe(app_spec: AppArg) -> None:
