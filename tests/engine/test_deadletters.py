@@ -121,3 +121,34 @@ def test_a_fatal_error_stops_the_worker_without_committing_the_batch(backend: Ba
         assert c.committed([TopicPartition(src.name, 0)])[TopicPartition(src.name, 0)] in (None, 0)
     finally:
         c.close()
+
+
+def test_records_without_the_declared_event_time_are_dead_lettered(backend: Backend) -> None:
+    app = backend.app()
+    src = app.topic(app.name + "-in", time="ts")
+    out = app.topic(app.name + "-out")
+    app.stream(src).to(out)
+    Worker(app).close()
+    backend.log.append(src.name, [
+        Message(b'{"ts": 5}', b"k"), Message(b'{"no": 1}', b"k"), Message(b'[1]', b"k"),
+        Message(b'{"ts": 7}', b"k", (("ce_id", b"\xff"),)),  # an id that is not UTF-8
+    ])
+    worker = backend.run(app)
+    assert [r.timestamp_ms for r in backend.read_all(out.name)] == [5]
+    assert worker.stats.dead_letters == 3
+    assert len(backend.read_all(src.name + ".dlq")) == 3
+
+
+def test_values_the_output_topic_cannot_hold_are_dead_lettered(backend: Backend) -> None:
+    app = backend.app()
+    src = app.topic(app.name + "-in")
+    out = app.topic(app.name + "-out", key="user")  # keyed by a field of the value
+    app.stream(src).to(out)
+    Worker(app).close()
+    backend.append_json(src.name, [("a", {"user": "u1"}, 1), ("b", {"nobody": 1}, 2),
+                                   ("c", {"user": "u3"}, 3)])
+    worker = backend.run(app)
+    assert [r.key for r in backend.read_all(out.name)] == [b"u1", b"u3"]
+    assert worker.stats.dead_letters == 1
+    (dead,) = [parse_dead_letter(r) for r in backend.read_all(src.name + ".dlq")]
+    assert dead.key == b"b" and dead.error_class == "builtins.KeyError"

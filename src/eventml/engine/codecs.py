@@ -38,10 +38,16 @@ def decoder(topic: TopicRef, *, internal: bool = False) -> Callable[[Record], It
         try:
             value = None if raw is None else loads(raw)
             key = None if record.key is None else record.key.decode()
+            ident = event_id(record)
         except (ValueError, UnicodeDecodeError, pickle.UnpicklingError) as e:
             raise DecodeError(f"{topic.name}: cannot decode as {topic.value}: {e}") from e
-        t = record.timestamp_ms if time_of is None else time_of(value)
-        return new_item(key, value, t, event_id(record), record)
+        if time_of is None:
+            return new_item(key, value, record.timestamp_ms, ident, record)
+        try:
+            t = time_of(value)
+        except (KeyError, IndexError, TypeError, ValueError) as e:
+            raise DecodeError(f"{topic.name}: no event time in the value ({type(e).__name__}: {e})") from e
+        return new_item(key, value, t, ident, record)
 
     return decode
 

@@ -86,7 +86,7 @@ def compile_topology(
             late = encoder(node.late, app) if node.late is not None else None
             if node.late is not None:
                 topics.setdefault(node.late.name, node.late)
-            op = ops.WindowOp(node, late)
+            op = ops.WindowOp(node, late, guard(node, None))
             stores.append((node.store, source_topic))
         elif isinstance(node, g.TableJoin):
             op = ops.TableJoinOp(node, guard(node, None))
@@ -98,7 +98,7 @@ def compile_topology(
             stores.append((node.store, source_topic))
             op = join
         elif isinstance(node, g.To):
-            op = ops.ToOp(node, encoder(node.topic, app))
+            op = ops.ToOp(node, encoder(node.topic, app), guard(node, None))
             topics.setdefault(node.topic.name, node.topic)
         elif isinstance(node, g.Sink):
             op = ops.SinkOp(node)

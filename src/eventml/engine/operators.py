@@ -226,8 +226,11 @@ class WindowOp(Op):
     """Windowed aggregation per partition; its state (open windows, stream time) is
     snapshotted per key into the store at the end of each batch."""
 
-    def __init__(self, node: g.Window, encode_late: Callable[[Item], Message] | None) -> None:
+    def __init__(
+        self, node: g.Window, encode_late: Callable[[Item], Message] | None, guard: Guard
+    ) -> None:
         super().__init__(node)
+        self.guard = guard
         self.w = node
         self.config = WindowedAggregation(node.window, node.aggregator, node.grace_ms, node.emit)
         self.extract = node.value
@@ -249,7 +252,15 @@ class WindowOp(Op):
         extract = self.extract
         out: list[Item] = []
         for it in items:
-            value = it.value if extract is None else extract(it.value)
+            if extract is None:
+                value = it.value
+            else:
+                try:
+                    value = extract(it.value)
+                except Exception as e:
+                    value = self.guard.call(extract, (it.value,), it, fx, e)
+                    if value is FAILED:
+                        continue
             for o in logic.process(it.key, it.time_ms, value):
                 if isinstance(o, Emitted):
                     w = o.window
@@ -385,13 +396,33 @@ class JoinRightOp(Op):
 
 
 class ToOp(Op):
-    def __init__(self, node: g.To, encode: Callable[[Item], Message]) -> None:
+    """Encodes items for a topic; one that cannot be encoded (a value JSON cannot hold,
+    a missing key field) is dead-lettered like any operator failure."""
+
+    def __init__(self, node: g.To, encode: Callable[[Item], Message], guard: Guard) -> None:
         super().__init__(node)
         self.topic = node.topic.name
         self.encode = encode
+        self.guard = guard
 
     def push(self, items: list[Item], task: Task, fx: Effects) -> None:
-        fx.outputs[self.topic].extend(map(self.encode, items))
+        out = fx.outputs[self.topic]
+        start = len(out)
+        try:
+            out.extend(map(self.encode, items))
+        except Exception:  # drop the partial extend, then find the culprits one by one
+            del out[start:]
+            kept: list[Item] = []
+            for it in items:
+                try:
+                    message = self.encode(it)
+                except Exception as e:
+                    message = self.guard.call(self.encode, (it,), it, fx, e)
+                    if message is FAILED:
+                        continue
+                out.append(message)
+                kept.append(it)
+            items = kept
         self.forward(items, task, fx)
 
 
