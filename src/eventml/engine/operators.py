@@ -210,16 +210,20 @@ class KeyByOp(Op):
         self.encode = encode
         self.guard = guard
 
+    def _rekeyed(self, it: Item) -> Message:
+        key = self.fn(it.value)
+        return self.encode(with_key(it, None if key is None else str(key)))
+
     def push(self, items: list[Item], task: Task, fx: Effects) -> None:
-        fn, encode, emit = self.fn, self.encode, fx.emit
+        rekeyed, emit = self._rekeyed, fx.emit
         for it in items:
             try:
-                key = fn(it.value)
-            except Exception as e:
-                key = self.guard.call(fn, (it.value,), it, fx, e)
-                if key is FAILED:
+                message = rekeyed(it)
+            except Exception as e:  # the key function failed, or the value cannot be pickled
+                message = self.guard.call(rekeyed, (it,), it, fx, e)
+                if message is FAILED:
                     continue
-            emit(self.topic, encode(with_key(it, None if key is None else str(key))))
+            emit(self.topic, message)
 
 
 class WindowOp(Op):
