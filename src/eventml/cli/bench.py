@@ -3,8 +3,9 @@ fraud pipeline's throughput and latency, as JSON or a table."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -44,18 +45,16 @@ def log(
     broker: BrokerOption = DEFAULT_BROKER,
 ) -> None:
     """Append throughput (batched) and fresh-group read throughput, eventml vs the raw client."""
-    for name, value, least in (
+    _at_least(
         ("--events", events, 1),
         ("--batch-size", batch_size, 1),
         ("--value-size", value_size, 0),
         ("--partitions", partitions, 1),
         ("--keys", keys, 0),
         ("--repeat", repeat, 1),
-    ):
-        if value < least:
-            fail(f"{name} must be >= {least}, got {value}")
+    )
 
-    from eventml.bench import render_table, run_log_benchmark, to_json
+    from eventml.bench import render_table, run_log_benchmark
     from eventml.log.registry import parse_broker_url
 
     parse_broker_url(broker)  # an unknown scheme is one line on stderr, before any work
@@ -71,12 +70,7 @@ def log(
         baseline=not no_baseline,
         progress=None if json else lambda msg: err_console.print(f"[dim]{msg}[/]"),
     )
-    if out is not None:
-        out.write_text(to_json(result, indent=True) + "\n")
-    if json:
-        typer.echo(to_json(result))
-    else:
-        render_table(result, console)
+    _emit(result, json=json, out=out, render=render_table)
 
 
 @bench_app.command("state")
@@ -95,15 +89,12 @@ def state(
     broker: BrokerOption = DEFAULT_BROKER,
 ) -> None:
     """State restore: write N keys to one partition's store, time opening them again."""
-    for name, value, least in (
+    _at_least(
         ("--keys", keys, 1),
         ("--value-size", value_size, 0),
         ("--batch-size", batch_size, 1),
-    ):
-        if value < least:
-            fail(f"{name} must be >= {least}, got {value}")
+    )
 
-    from eventml.bench import to_json
     from eventml.bench.state import render_state_table, run_state_benchmark
     from eventml.log.registry import parse_broker_url
 
@@ -115,12 +106,7 @@ def state(
         batch_size=batch_size,
         progress=None if json else lambda msg: err_console.print(f"[dim]{msg}[/]"),
     )
-    if out is not None:
-        out.write_text(to_json(result, indent=True) + "\n")
-    if json:
-        typer.echo(to_json(result))
-    else:
-        render_state_table(result, console)
+    _emit(result, json=json, out=out, render=render_state_table)
 
 
 @bench_app.command("pipeline")
@@ -195,7 +181,7 @@ def pipeline(
     broker: BrokerOption = DEFAULT_BROKER,
 ) -> None:
     """The fraud pipeline's throughput and end-to-end latency, next to a raw pass-through."""
-    for name, value, least in (
+    _at_least(
         ("--events", events, 1),
         ("--workers", workers, 1),
         ("--partitions", partitions, 1),
@@ -203,9 +189,7 @@ def pipeline(
         ("--history-events", history_events, 1),
         ("--max-batch", max_batch or 1, 1),
         ("--tap-every", tap_every, 0),
-    ):
-        if value < least:
-            fail(f"{name} must be >= {least}, got {value}")
+    )
     for name, number, positive in (
         ("--rate", rate, True),
         ("--duration", duration, True),
@@ -219,7 +203,6 @@ def pipeline(
     if latency_worker not in ("", "process", "thread"):
         fail(f"--latency-worker must be process or thread, got {latency_worker!r}")
 
-    from eventml.bench import to_json
     from eventml.bench.pipeline import render_pipeline_table, run_pipeline_benchmark
     from eventml.log.registry import parse_broker_url
 
@@ -248,9 +231,29 @@ def pipeline(
         keep_topics=keep_topics,
         progress=None if json else lambda msg: err_console.print(f"[dim]{msg}[/]"),
     )
+    _emit(result, json=json, out=out, render=render_pipeline_table)
+
+
+def _at_least(*checks: tuple[str, float, float]) -> None:
+    """One line and exit 2 for the first option below its minimum."""
+    for name, value, least in checks:
+        if value < least:
+            fail(f"{name} must be >= {least}, got {value}")
+
+
+def _emit(
+    result: Mapping[str, Any],
+    *,
+    json: bool,
+    out: Path | None,
+    render: Callable[[Mapping[str, Any], Console], None],
+) -> None:
+    """The result as JSON (stdout and/or ``out``) or as a table."""
+    from eventml.bench import to_json
+
     if out is not None:
         out.write_text(to_json(result, indent=True) + "\n")
     if json:
         typer.echo(to_json(result))
     else:
-        render_pipeline_table(result, console)
+        render(result, console)
