@@ -34,6 +34,10 @@ PUBLIC = {
         "Topology", "WindowedStream", "Worker", "WorkerFailed", "WorkerStats", "load_app",
         "run_app",
     ],
+    "eventml.schema": [
+        "HEADER_SIZE", "MAGIC_BYTE", "BadMagicByte", "Frame", "FrameError", "ShortFrame",
+        "UnknownSchemaId", "decode_frame", "encode_frame",
+    ],
     "eventml.state": [
         "ChangelogStateBackend", "MemoryStateBackend", "PartitionStore", "SqliteStateBackend",
         "StateBackend", "StateError", "StoreSpec", "backend_for", "register_state_backend",
