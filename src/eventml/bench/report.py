@@ -74,17 +74,13 @@ def render_table(result: Mapping[str, Any], console: Console) -> None:
         value = "n/a" if c["value"] is None else fmt.format(c["value"])
         verdict = _VERDICTS[c["met"]]
         console.print(f"target {label} >= {fmt.format(c['min'])}: {value} {verdict}")
-    overall = targets.get("met")
-    console.print(
-        "targets: "
-        + (
-            "[green]all met[/]"
-            if overall
-            else "not all judged"
-            if overall is None
-            else "[red]missed[/]"
-        )
-    )
+    print_overall(console, targets.get("met"))
+
+
+def print_overall(console: Console, met: bool | None) -> None:
+    """The one-line verdict over all targets (``None``: some could not be judged)."""
+    verdict = "[green]all met[/]" if met else "not all judged" if met is None else "[red]missed[/]"
+    console.print(f"targets: {verdict}")
 
 
 def _baseline_name(backend: str) -> str:

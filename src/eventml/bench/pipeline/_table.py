@@ -8,6 +8,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from eventml.bench.report import print_overall
+
 # -- the table -----------------------------------------------------------------------------------
 
 _SIDE_LABELS = {
@@ -87,17 +89,7 @@ def render_pipeline_table(result: Mapping[str, Any], console: Console) -> None:
         bound = f">= {c['min']:,}" if "min" in c else f"<= {c['max']:g}"
         value = "n/a" if c["value"] is None else f"{c['value']:,}"
         console.print(f"target {name} {bound}: {value} {_VERDICTS[c['met']]}")
-    overall = result["targets"]["met"]
-    console.print(
-        "targets: "
-        + (
-            "[green]all met[/]"
-            if overall
-            else "not all judged"
-            if overall is None
-            else "[red]missed[/]"
-        )
-    )
+    print_overall(console, result["targets"]["met"])
 
 
 def _ms(value: float | None) -> str:
