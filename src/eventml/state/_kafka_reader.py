@@ -45,7 +45,9 @@ def _conf(log: Any) -> dict[str, Any]:
     return conf
 
 
-def read_kafka(log: Log, tp: TopicPartition, timeout_s: float) -> Iterator[list[Row]]:
+def read_kafka(
+    log: Log, tp: TopicPartition, timeout_s: float, start: int | None = None, end: int | None = None
+) -> Iterator[list[Row]]:
     """``log`` is a :class:`~eventml.log.kafka.KafkaLog` (``bootstrap`` and ``options`` used)."""
     try:
         c = _RdConsumer(_conf(log), **cfg.client_kwargs())
@@ -54,9 +56,11 @@ def read_kafka(log: Log, tp: TopicPartition, timeout_s: float) -> Iterator[list[
     rdtp = _RdTp(tp.topic, tp.partition)
     try:
         try:
-            start, end = c.get_watermark_offsets(rdtp, timeout=timeout_s)
+            low, high = c.get_watermark_offsets(rdtp, timeout=timeout_s)
         except KafkaException as exc:
             raise StateError(f"could not read the offsets of {tp.topic}[{tp.partition}]: {exc}") from None
+        start = low if start is None else max(start, low)
+        end = high if end is None else end
         if end <= start:
             return
         c.assign([_RdTp(tp.topic, tp.partition, start)])

@@ -27,18 +27,20 @@ from eventml.state.base import StateError
 
 BATCH = 10_000
 _IDLE_POLLS = 5
-Reader = Callable[[Log, TopicPartition, float], Iterator[list[Row]]]
+Reader = Callable[..., Iterator[list[Row]]]
 
 
 class _Readable(Protocol):
     def read(self, tp: TopicPartition, offset: int, max_records: int) -> list[Any]: ...
 
 
-def read_local(log: Log, tp: TopicPartition, timeout_s: float) -> Iterator[list[Row]]:
+def read_local(
+    log: Log, tp: TopicPartition, timeout_s: float, start: int | None = None, end: int | None = None
+) -> Iterator[list[Row]]:
     """Memory and embedded logs: straight reads, offset by offset, up to the end seen first."""
     readable: _Readable = log  # type: ignore[assignment]
-    end = log.end_offsets(tp.topic)[tp.partition]
-    offset = log.start_offsets(tp.topic)[tp.partition]
+    end = log.end_offsets(tp.topic)[tp.partition] if end is None else end
+    offset = max(start or 0, log.start_offsets(tp.topic)[tp.partition])
     while offset < end:
         records = readable.read(tp, offset, min(BATCH, end - offset))
         if not records:
@@ -47,14 +49,16 @@ def read_local(log: Log, tp: TopicPartition, timeout_s: float) -> Iterator[list[
         offset = records[-1].offset + 1
 
 
-def read_by_group(log: Log, tp: TopicPartition, timeout_s: float) -> Iterator[list[Row]]:
+def read_by_group(
+    log: Log, tp: TopicPartition, timeout_s: float, start: int | None = None, end: int | None = None
+) -> Iterator[list[Row]]:
     """Any log: a consumer in a fresh group of its own, moved by seeks, never committed.
 
     Stops at the end offset seen first, or once the partition gives nothing for
     ``_IDLE_POLLS`` polls in a row (records past a compaction gap may never come).
     """
-    end = log.end_offsets(tp.topic)[tp.partition]
-    position = log.start_offsets(tp.topic)[tp.partition]
+    end = log.end_offsets(tp.topic)[tp.partition] if end is None else end
+    position = max(start or 0, log.start_offsets(tp.topic)[tp.partition])
     if end <= position:
         return
     group = f"eventml-restore-{uuid.uuid4().hex[:12]}"
@@ -94,6 +98,10 @@ _READERS: dict[str, Any] = {
 }
 
 
-def read_partition(log: Log, tp: TopicPartition, timeout_s: float) -> Iterator[list[Row]]:
+def read_partition(
+    log: Log, tp: TopicPartition, timeout_s: float, start: int | None = None, end: int | None = None
+) -> Iterator[list[Row]]:
+    """Records of ``tp`` from ``start`` (default: the partition start) up to ``end``
+    (default: the end offset when reading starts), oldest first, in batches."""
     reader: Reader = lookup(_READERS, log) or read_by_group
-    return reader(log, tp, timeout_s)
+    return reader(log, tp, timeout_s, start, end)

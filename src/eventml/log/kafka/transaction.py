@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -155,8 +156,11 @@ class KafkaTransactionalProducer(TransactionalProducer):
         self._closed = True
         try:
             self._producer.flush(min(self.timeout_s, 5.0))
-            self._producer.close()
-        except (KafkaException, RuntimeError) as exc:
+            with warnings.catch_warnings():
+                if self._fatal is not None:  # fenced: its close cannot abort, and says so
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                self._producer.close()
+        except (KafkaException, RuntimeError, SystemError) as exc:
             _log.debug("producer %s: close: %s", self.transactional_id, exc)
 
     def __repr__(self) -> str:
@@ -338,7 +342,17 @@ class KafkaTransaction(Transaction):
                 metadata,
                 timed=True,
             )
-        if p.flush(owner.timeout_s):
+        try:
+            unflushed = p.flush(owner.timeout_s)
+        except (KafkaException, SystemError) as exc:
+            # a fatal error (fenced by a newer instance) can surface from inside flush's
+            # callbacks; confluent-kafka then wraps its KafkaException in a SystemError
+            cause = exc if isinstance(exc, KafkaException) else exc.__cause__ or exc.__context__
+            err = cfg.error_of(cause) if isinstance(cause, KafkaException) else None
+            if err is None:
+                raise LogError(f"producer {owner.transactional_id!r} could not flush: {exc}") from None
+            raise owner._failure(err, "flush the transaction") from None
+        if unflushed:
             owner._abort()
             raise CommitFailed(
                 f"producer {owner.transactional_id!r}: Kafka did not acknowledge every message "
