@@ -193,11 +193,11 @@ def expected_replays(offsets: Mapping[int, int]) -> list[tuple[bytes | None, byt
 
 LIST_LINES = [
     "0:0  source=tx[1]@42 (group=g, operator=score)  error=builtins.ValueError (permanent)  "
-    "attempts=3  at=2023-11-14T22:13:20.000+00:00",
+    "attempts=3  at=2023-11-14T22:13:20.000+00:00  message=bad amount, password=***",
     "0:1  source=tx[0]@7  error=builtins.TimeoutError (transient)  attempts=5  "
-    "at=2023-11-14T22:13:20.001+00:00",
+    "at=2023-11-14T22:13:20.001+00:00  message=model server slow",
     "0:2  source=tx (input=<stdin>, line=3)  error=eventml.InvalidInput  attempts=1  "
-    "at=2023-11-14T22:13:20.002+00:00",
+    "at=2023-11-14T22:13:20.002+00:00  message=invalid JSON",
 ]
 
 

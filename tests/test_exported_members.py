@@ -35,8 +35,16 @@ PUBLIC = {
         "run_app",
     ],
     "eventml.schema": [
-        "HEADER_SIZE", "MAGIC_BYTE", "BadMagicByte", "Frame", "FrameError", "ShortFrame",
-        "UnknownSchemaId", "decode_frame", "encode_frame",
+        "HEADER_SIZE", "LEVELS", "MAGIC_BYTE", "BadMagicByte", "BoundContract", "Contract",
+        "ContractViolation", "Frame", "FrameError", "Incompatibility", "IncompatibleSchema",
+        "InvalidSchema", "Level", "ParsedSchema", "Reference", "SchemaError", "SchemaNotFound",
+        "SchemaRegistry", "SchemaType", "SchemaVersion", "ShortFrame", "StoredSchema",
+        "SubjectNotFound", "UnknownSchemaId", "VersionNotFound", "contract_of", "decode_frame",
+        "encode_frame", "parse_schema",
+    ],
+    "eventml.schema.api": [
+        "ACCEPTED_CONTENT_TYPES", "CONTENT_TYPE", "MAX_BODY_BYTES", "RegistryJSONResponse",
+        "create_app", "router",
     ],
     "eventml.state": [
         "ChangelogStateBackend", "MemoryStateBackend", "PartitionStore", "SqliteStateBackend",

@@ -137,8 +137,13 @@ def _summary_line(dead: DeadLetter) -> str:
     return (
         f"{dead.partition}:{dead.offset}  source={_source_text(dead)}  "
         f"error={_printable(dead.error_class)}{_printable(kind)}  attempts={dead.attempts}  "
-        f"at={_iso(dead.at_ms)}"
+        f"at={_iso(dead.at_ms)}  message={_printable(_short(dead.error_message))}"
     )
+
+
+def _short(message: str | None, limit: int = 160) -> str:
+    text = " ".join((message or "").split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _summary_json(dead: DeadLetter) -> dict[str, Any]:
@@ -149,6 +154,7 @@ def _summary_json(dead: DeadLetter) -> dict[str, Any]:
         "source": dict(dead.source),
         "error_class": dead.error_class,
         "error_kind": dead.error_kind,
+        "error_message": dead.error_message,
         "attempts": dead.attempts,
         "at_ms": dead.at_ms,
         "at": _iso(dead.at_ms),

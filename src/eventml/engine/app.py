@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from eventml.deadletter.retry import RetryPolicy
 from eventml.engine import graph as g
+from eventml.schema.contract import contract_of
 from eventml.windows import Aggregator, EmitMode, WindowSpec
 
 Guarantee = Literal["exactly_once", "at_least_once"]
@@ -90,9 +91,18 @@ class App:
         time: str | Callable[[Any], int] | None = None,
         event_type: str | None = None,
         compact: bool = False,
+        schema: Any = None,
     ) -> g.TopicRef:
-        """Declare a topic (created with ``partitions`` if missing when the app runs)."""
-        ref = g.TopicRef(name, partitions, value, key, time, event_type, compact)
+        """Declare a topic (created with ``partitions`` if missing when the app runs).
+
+        ``schema`` binds a data contract (see :func:`eventml.schema.contract_of`): a JSON
+        Schema or Avro schema (dict or text), a pydantic model, a dataclass, or a
+        :class:`~eventml.schema.Contract`. Values written to the topic are validated
+        first; values read are validated (and upcast from older schema versions), and
+        those that fail go to the dead-letter topic with the validation errors.
+        """
+        contract = None if schema is None else contract_of(schema)
+        ref = g.TopicRef(name, partitions, value, key, time, event_type, compact, contract)
         known = self._topics.get(name)
         if known is not None and known != ref:
             raise ValueError(f"topic {name!r} is already declared differently: {known}")

@@ -12,6 +12,7 @@ import orjson
 from eventml.engine.graph import TopicRef
 from eventml.engine.items import Item, new_item
 from eventml.log.base import Headers, Message, Record
+from eventml.schema.contract import BoundContract, ContractViolation
 
 PICKLE = "application/x-eventml-pickle"  # internal topics (repartition) only
 
@@ -20,10 +21,18 @@ class DecodeError(ValueError):
     """A record's value could not be decoded with its topic's codec."""
 
 
-def decoder(topic: TopicRef, *, internal: bool = False) -> Callable[[Record], Item]:
-    """A function from one record of ``topic`` to an :class:`Item` (raises :class:`DecodeError`)."""
+def decoder(
+    topic: TopicRef, *, internal: bool = False, contract: BoundContract | None = None
+) -> Callable[[Record], Item]:
+    """A function from one record of ``topic`` to an :class:`Item` (raises :class:`DecodeError`).
+
+    With a ``contract`` the value is read through it: unframed or framed, upcast to
+    the topic's schema and validated (a violation is a :class:`DecodeError` too).
+    """
     loads: Callable[[bytes], Any]
-    if internal:
+    if contract is not None:
+        loads = contract.decode
+    elif internal:
         loads = pickle.loads
     elif topic.value == "json":
         loads = orjson.loads
@@ -39,6 +48,8 @@ def decoder(topic: TopicRef, *, internal: bool = False) -> Callable[[Record], It
             value = None if raw is None else loads(raw)
             key = None if record.key is None else record.key.decode()
             ident = event_id(record)
+        except ContractViolation as e:
+            raise DecodeError(str(e)) from e
         except (ValueError, UnicodeDecodeError, pickle.UnpicklingError) as e:
             raise DecodeError(f"{topic.name}: cannot decode as {topic.value}: {e}") from e
         if time_of is None:
@@ -60,10 +71,19 @@ def event_id(record: Record) -> str:
     return f"{record.topic}-{record.partition}-{record.offset}"
 
 
-def encoder(topic: TopicRef, app: str, *, internal: bool = False) -> Callable[[Item], Message]:
-    """A function from an item to the message written to ``topic``."""
+def encoder(
+    topic: TopicRef, app: str, *, internal: bool = False, contract: BoundContract | None = None
+) -> Callable[[Item], Message]:
+    """A function from an item to the message written to ``topic``.
+
+    With a ``contract`` the value is validated and written through it (a Confluent
+    frame unless the contract says otherwise); a violation raises
+    :class:`~eventml.schema.ContractViolation`, which the engine dead-letters.
+    """
     dumps: Callable[[Any], bytes]
-    if internal:
+    if contract is not None:
+        dumps = contract.encode
+    elif internal:
         dumps = _pickle
     elif topic.value == "json":
         dumps = orjson.dumps
@@ -75,6 +95,8 @@ def encoder(topic: TopicRef, app: str, *, internal: bool = False) -> Callable[[I
     source = f"eventml/{app}".encode()
     kind = (topic.event_type or f"{app}.{topic.name}").encode()
     content = (PICKLE if internal else _CONTENT[topic.value]).encode()
+    if contract is not None:
+        content = _content_of(contract).encode()
 
     def encode(item: Item) -> Message:
         value = item.value
@@ -98,6 +120,12 @@ def encoder(topic: TopicRef, app: str, *, internal: bool = False) -> Callable[[I
 
 
 _CONTENT = {"json": "application/json", "str": "text/plain", "bytes": "application/octet-stream"}
+
+
+def _content_of(contract: BoundContract) -> str:
+    if contract.contract.schema_type == "AVRO":
+        return "application/vnd.schemaregistry.v1+avro"
+    return "application/vnd.schemaregistry.v1+json" if contract.contract.framed else "application/json"
 
 
 def _iso(ms: int) -> bytes:

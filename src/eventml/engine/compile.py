@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from eventml.deadletter.retry import RetryPolicy
@@ -12,6 +12,7 @@ from eventml.engine.codecs import decoder, encoder
 from eventml.engine.errors import Guard
 from eventml.engine.items import Item
 from eventml.log.base import Record
+from eventml.schema.contract import BoundContract
 
 
 @dataclass
@@ -34,7 +35,10 @@ def compile_topology(
     declared: dict[str, g.TopicRef],
     policy: RetryPolicy,
     make_guard: Callable[[str, RetryPolicy], Guard],
+    contracts: Mapping[str, BoundContract] | None = None,
 ) -> Plan:
+    """``contracts`` (topic → bound data contract) make those topics' codecs validate."""
+    bound = dict(contracts or {})
     built: dict[str, ops.Op] = {}
     roots: dict[str, ops.Op] = {}
     decoders: dict[str, Callable[[Record], Item]] = {}
@@ -52,7 +56,7 @@ def compile_topology(
         root = ops.Pass(g.Node(f"in:{topic.name}", None))
         root.children.append(op)
         roots[topic.name] = root
-        decoders[topic.name] = decoder(topic, internal=is_internal)
+        decoders[topic.name] = decoder(topic, internal=is_internal, contract=bound.get(topic.name))
         topics.setdefault(topic.name, topic)
 
     def guard(node: g.Node, retry: RetryPolicy | None) -> Guard:
@@ -83,7 +87,9 @@ def compile_topology(
             built[node.id] = op
             return op
         elif isinstance(node, g.Window):
-            late = encoder(node.late, app) if node.late is not None else None
+            late = None
+            if node.late is not None:
+                late = encoder(node.late, app, contract=bound.get(node.late.name))
             if node.late is not None:
                 topics.setdefault(node.late.name, node.late)
             op = ops.WindowOp(node, late, guard(node, None))
@@ -98,7 +104,7 @@ def compile_topology(
             stores.append((node.store, source_topic))
             op = join
         elif isinstance(node, g.To):
-            op = ops.ToOp(node, encoder(node.topic, app), guard(node, None))
+            op = ops.ToOp(node, encoder(node.topic, app, contract=bound.get(node.topic.name)), guard(node, None))
             topics.setdefault(node.topic.name, node.topic)
         elif isinstance(node, g.Sink):
             op = ops.SinkOp(node)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from eventml.deadletter.retry import RetryPolicy
+from eventml.schema.contract import Contract
 from eventml.windows import Aggregator, EmitMode, WindowSpec
 
 Codec = Literal["json", "bytes", "str"]
@@ -34,12 +35,15 @@ class TopicRef:
     time: str | Callable[[Any], int] | None = None
     event_type: str | None = None  # CloudEvents type of events written here
     compact: bool = False
+    schema: Contract | None = None  # data contract: validated on write and read
 
     def __post_init__(self) -> None:
         if self.value not in ("json", "bytes", "str"):
             raise ValueError(f"topic {self.name!r}: value must be 'json', 'bytes' or 'str'")
         if self.partitions < 1:
             raise ValueError(f"topic {self.name!r}: partitions must be >= 1")
+        if self.schema is not None and self.value != "json":
+            raise ValueError(f"topic {self.name!r}: a schema needs value='json' (Python values)")
 
 
 @dataclass(frozen=True, slots=True)

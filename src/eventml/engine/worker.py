@@ -47,6 +47,7 @@ from eventml.log.base import (
     TopicSpec,
     Transaction,
 )
+from eventml.schema.contract import BoundContract, ContractViolation
 from eventml.state import backend_for
 from eventml.state.base import PartitionStore, StateBackend, StoreSpec
 
@@ -112,8 +113,9 @@ class Worker:
         self._own_log = log is None
         self.log = log if log is not None else open_log(app.broker)
         self.stats = WorkerStats()
+        self.registry: Any = None  # the schema registry, opened when a topic has a contract
         self.plan: Plan = compile_topology(
-            app.topology(), app.topics, self.settings.retry, self._guard
+            app.topology(), app.topics, self.settings.retry, self._guard, self._bind_contracts()
         )
         self._state: StateBackend = backend_for(self.log)
         self._stores: dict[tuple[str, TopicPartition], PartitionStore] = {}
@@ -134,6 +136,16 @@ class Worker:
         )
 
     # -- setup --------------------------------------------------------------------
+    def _bind_contracts(self) -> dict[str, BoundContract]:
+        """Register (or look up) each topic's schema in the registry on this log."""
+        topics = [t for t in self.app.topics.values() if t.schema is not None]
+        if not topics:
+            return {}
+        from eventml.schema.registry import SchemaRegistry
+
+        self.registry = SchemaRegistry(self.log)
+        return {t.name: t.schema.bind(self.registry, t.name) for t in topics if t.schema is not None}
+
     def _guard(self, operator: str, policy: RetryPolicy) -> Guard:
         return Guard(operator, self.app.name, policy, clock_ms=self.clock_ms, sleep=self._sleep)
 
@@ -276,8 +288,10 @@ class Worker:
                 try:
                     items.append(decode(r))
                 except DecodeError as e:
+                    # a broken data contract is reported as itself, with the validation errors
+                    why = e.__cause__ if isinstance(e.__cause__, ContractViolation) else e
                     self._guard(f"decode:{tp.topic}", self.settings.retry).dead_letter(
-                        Item(None, None, r.timestamp_ms, "", r), e, 1, fx)
+                        Item(None, None, r.timestamp_ms, "", r), why, 1, fx)
             self.plan.roots[tp.topic].push(items, task, fx)
             ttl_stores = [s for s in self._stores.values()
                           if s.spec.ttl_ms is not None and s.partition.partition == tp.partition]

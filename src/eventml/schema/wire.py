@@ -52,6 +52,11 @@ def encode_frame(schema_id: int, payload: bytes) -> bytes:
     return _HEADER.pack(MAGIC_BYTE, schema_id) + bytes(payload)
 
 
+def frame_header(schema_id: int) -> bytes:
+    """The 5 bytes every frame of ``schema_id`` starts with (prepend them to a payload)."""
+    return _HEADER.pack(MAGIC_BYTE, schema_id)
+
+
 def decode_frame(data: bytes | bytearray | memoryview | None) -> Frame:
     """The schema id and payload of ``data``; raises :class:`ShortFrame` or :class:`BadMagicByte`."""
     if data is None:
