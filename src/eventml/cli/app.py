@@ -37,12 +37,18 @@ def _add_optional_groups() -> None:
     from eventml.cli.bench import bench_app
     from eventml.cli.demo import demo_app
     from eventml.cli.run import describe, run
+    from eventml.cli.serve import serve
 
     app.command("run")(run)
     app.command("describe")(describe)
+    app.command("serve")(serve)
 
     app.add_typer(demo_app, name="demo", help="Runnable scenarios (fraud detection).")
     app.add_typer(bench_app, name="bench", help="Benchmarks that print JSON and a table.")
+
+    from eventml.cli.schemas import schemas_app
+
+    app.add_typer(schemas_app, name="schemas")
 
 
 def _version(value: bool) -> None:
