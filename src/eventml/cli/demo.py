@@ -39,6 +39,9 @@ def fraud(
     at_least_once: Annotated[
         bool, typer.Option("--at-least-once", help="Commit outputs and offsets separately.")
     ] = False,
+    no_validate: Annotated[
+        bool, typer.Option("--no-validate", help="Skip the transactions' schema check.")
+    ] = False,
     broker: BrokerOption = DEFAULT_BROKER,
 ) -> None:
     """Card transactions -> per-card features (keyed state) -> scikit-learn model ->
@@ -50,6 +53,7 @@ def fraud(
             result = run_fraud_demo(
                 log, events=events, seed=seed, progress=progress, rate_eps=rate,
                 guarantee="at_least_once" if at_least_once else "exactly_once",
+                validate=not no_validate,
             )
     except LogError as e:
         fail(str(e))
@@ -111,6 +115,12 @@ def _summary(result: dict[str, object]) -> Table:
             ),
         ),
         ("model", f"{result['model']} (threshold {result['threshold']:.3f})"),
+        (
+            "data contract",
+            f"{result['schema']}; {result['dead_letters']:,} dead letters"
+            if result.get("schema")
+            else "off (--no-validate)",
+        ),
     ]
     for name, value in rows:
         table.add_row(name, value)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import typing
+import warnings
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
@@ -170,7 +171,9 @@ def _check_meta(document: Any, dialect: Dialect, where: str) -> None:
     """The document against its draft's meta-schema (``format: regex`` included)."""
     cls = dialect.validator_class
     meta = cls(cls.META_SCHEMA, format_checker=cls.FORMAT_CHECKER)
-    error = best_match(meta.iter_errors(document))
+    with warnings.catch_warnings():  # re.compile's FutureWarnings on odd user patterns
+        warnings.simplefilter("ignore", FutureWarning)
+        error = best_match(meta.iter_errors(document))
     if error is not None:
         at = pointer(list(error.absolute_path)) or "/"
         raise SchemaProblem(f"{where}{_short(error.message)} at {at}")

@@ -13,11 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from eventml.demos.fraud.events import ALERT_TYPE
+from eventml.demos.fraud.events import ALERT_TYPE, TRANSACTION_SCHEMA
 from eventml.demos.fraud.features import CardState, featurize
 from eventml.demos.fraud.model import FraudModel
 from eventml.demos.fraud.transaction import Transaction
 from eventml.engine import App, Item, KeyState
+from eventml.schema import contract_of
 from eventml.windows import Count, Tumbling
 
 VELOCITY_WINDOW_MS = 60_000
@@ -33,11 +34,18 @@ def fraud_app(
     velocity: str | None = "card-velocity",
     velocity_limit: int = 5,
     partitions: int = 4,
+    validate: bool = False,
     **settings: Any,
 ) -> App:
-    """The fraud-scoring app; ``settings`` are :class:`eventml.engine.Settings` fields."""
+    """The fraud-scoring app; ``settings`` are :class:`eventml.engine.Settings` fields.
+
+    ``validate`` binds :data:`~eventml.demos.fraud.events.TRANSACTION_SCHEMA` to the
+    transactions topic (bare JSON accepted, frames too): a malformed transaction goes
+    to ``TRANSACTIONS.dlq`` with the validation errors instead of reaching the model.
+    """
     app = App(name, broker=broker, **settings)
-    tx_topic = app.topic(transactions, partitions=partitions, key="card_id")
+    contract = contract_of(TRANSACTION_SCHEMA, framed=False) if validate else None
+    tx_topic = app.topic(transactions, partitions=partitions, key="card_id", schema=contract)
     alert_topic = app.topic(alerts, partitions=partitions, event_type=ALERT_TYPE)
     threshold = model.threshold.value
     names = model.feature_names

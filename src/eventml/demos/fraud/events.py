@@ -5,12 +5,31 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from eventml.demos.fraud.catalog import CATEGORY_NAMES
 from eventml.demos.fraud.transaction import Transaction, datetime_to_ms, ms_to_datetime
 from eventml.events import Event
 
 SOURCE = "eventml/demos/fraud"
 TRANSACTION_TYPE = "card.transaction"
 ALERT_TYPE = "fraud.alert"
+
+
+#: The ``card.transaction`` data as a JSON Schema: the transactions topic's data contract.
+TRANSACTION_SCHEMA: dict[str, Any] = {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "title": "card.transaction",
+    "type": "object",
+    "properties": {
+        "card_id": {"type": "string", "minLength": 1, "maxLength": 64},
+        "merchant_id": {"type": "string", "minLength": 1, "maxLength": 64},
+        "category": {"enum": list(CATEGORY_NAMES)},
+        "amount": {"type": "number", "minimum": 0, "maximum": 1_000_000},
+        "lat": {"type": "number", "minimum": -90, "maximum": 90},
+        "lon": {"type": "number", "minimum": -180, "maximum": 180},
+    },
+    "required": ["card_id", "merchant_id", "category", "amount", "lat", "lon"],
+    "additionalProperties": False,
+}
 
 
 class NotATransaction(ValueError):

@@ -30,6 +30,8 @@ class FraudDemoResult:
     seed: int
     guarantee: str = "exactly_once"
     velocity_alerts: int = 0  # cards used velocity_limit+ times in a one-minute window
+    schema: str | None = None  # the transactions topic's contract: "SUBJECT v VERSION (id N)"
+    dead_letters: int = 0  # transactions that broke it (in TRANSACTIONS.dlq)
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -53,6 +55,8 @@ class FraudDemoResult:
             "seed": self.seed,
             "guarantee": self.guarantee,
             "velocity_alerts": self.velocity_alerts,
+            "schema": self.schema,
+            "dead_letters": self.dead_letters,
         }
 
 

@@ -46,6 +46,7 @@ def run_fraud_demo(
     velocity_topic: str | None = "card-velocity",
     guarantee: Guarantee = "exactly_once",
     idle_timeout_s: float = 60.0,
+    validate: bool = True,
 ) -> FraudDemoResult:
     """Generate ``events`` transactions, append them while the engine scores them
     (:func:`~eventml.demos.fraud.app.fraud_app`, exactly-once by default), and evaluate.
@@ -54,7 +55,9 @@ def run_fraud_demo(
     ``model`` defaults to :func:`train_demo_model` (``seed``, ``history_events``).
     ``rate_eps`` paces the producer (default: as fast as the log takes them).
     Topics are created if missing; the run reads only what it appends, so reruns on
-    the same log give the same precision and recall.
+    the same log give the same precision and recall. ``validate`` checks every
+    transaction against the topic's data contract (registered in the log's schema
+    registry); violations go to the dead-letter topic.
     """
     if events < 1:
         raise ValueError(f"events must be >= 1, got {events}")
@@ -77,6 +80,7 @@ def run_fraud_demo(
         guarantee=guarantee,
         max_batch=batch_size,
         auto_offset_reset="latest",  # only what this run appends
+        validate=validate,
     )
     _tap_alerts(app, alerts_topic, in_batch)
     velocity_ids: list[str] = []
@@ -148,7 +152,16 @@ def run_fraud_demo(
         seed=seed,
         guarantee=guarantee,
         velocity_alerts=len(velocity_ids),
+        schema=_contract_summary(worker, transactions_topic),
+        dead_letters=worker.stats.dead_letters,
     )
+
+
+def _contract_summary(worker: Worker, topic: str) -> str | None:
+    if worker.registry is None:
+        return None
+    version = worker.registry.version(f"{topic}-value")
+    return f"{version.subject} v{version.version} (id {version.id}, {version.schema.schema_type})"
 
 
 def _tap_alerts(app: App, alerts_topic: str, into: list[str]) -> None:
