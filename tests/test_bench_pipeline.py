@@ -16,6 +16,7 @@ from eventml.cli.app import main
 from eventml.demos.fraud import FeatureExtractor, FraudModel, generate_transactions
 from eventml.demos.fraud.run import train_demo_model
 from eventml.log import open_log
+from eventml.schema.registry import SchemaRegistry
 
 N = 3_000
 SEED = 7
@@ -134,6 +135,37 @@ def test_two_worker_processes_and_cleanup(
         assert log.list_topics() == []  # everything the benchmark made is gone
 
 
+def test_validation_runs_both_pipelines(
+    tmp_path: Path, model: FraudModel, expected_alerts: int
+) -> None:
+    url = f"embedded://{tmp_path}/data"
+    result = run_pipeline_benchmark(
+        url, events=N, model=model, latency=False, baseline=False, repeat=2, validate=True
+    )
+    orjson.loads(to_json(result))  # JSON-ready
+    v = result["validation"]
+    assert set(v) >= {"plain_eps", "validated_eps", "ratio", "target", "met", "dead_letters"}
+    assert v["plain_eps"] == result["pipeline"]["eps"] > 0 and v["validated_eps"] > 0
+    assert v["ratio"] == pytest.approx(v["validated_eps"] / v["plain_eps"], rel=1e-2)
+    assert v["target"] == 0.8 and v["met"] == (v["ratio"] >= 0.8)
+    assert v["dead_letters"] == 0 and len(v["run_ratios"]) == 2
+    assert v["validated"]["alerts"] == expected_alerts and v["validated"]["consistent"] is True
+    orders = []
+    for run in result["runs"]:
+        validated = run["validation"]["pipeline"]
+        for side in (run["pipeline"], validated):
+            assert side["processed"] == N and side["commits_refused"] == 0
+            assert side["dead_letters"] == 0 and side["alerts"] == expected_alerts
+        orders.append(run["validation"]["order"])
+    assert orders == [["plain", "validated"], ["validated", "plain"]]  # alternating
+    checks = result["targets"]["checks"]
+    assert checks["validation_ratio"]["value"] == v["ratio"]
+    assert checks["validation_dead_letters"] == {"max": 0, "value": 0, "met": True}
+    with open_log(url) as log:  # the runs' topics and the contract's subject are gone
+        assert [t for t in log.list_topics() if t.startswith(result["topics"]["prefix"])] == []
+        assert SchemaRegistry(log).subjects(deleted=True) == []
+
+
 def test_bad_settings_raise(model: FraudModel) -> None:
     with pytest.raises(BenchmarkError, match="events must be >= 1"):
         run_pipeline_benchmark("memory://", events=0, model=model)
@@ -154,6 +186,7 @@ def test_cli_prints_one_json_object(
     result = orjson.loads(out)
     assert result["events"] == 500 and result["pipeline"]["processed"] == 500
     assert result["history_events"] == 100_000 and result["latency"] is None
+    assert result["validation"] is None
 
 
 def test_cli_table(
@@ -182,6 +215,18 @@ def test_cli_table(
     out, _ = capsys.readouterr()
     assert code == 0
     assert "fraud pipeline" in out and "log pass-through" in out and "p99 ms" in out
+
+
+def test_cli_table_with_validation(
+    model: FraudModel, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("eventml.bench.pipeline.train_demo_model", lambda *a: model)
+    args = ["bench", "pipeline", "-b", "memory://", "-n", "500", "--no-latency", "--validate"]
+    code = main([*args, "--no-baseline"])
+    out = " ".join(capsys.readouterr().out.split())  # rich wraps long lines
+    assert code == 0
+    assert "validated pipeline" in out and "dead letters 0" in out
+    assert "target validation_ratio >= 0.8" in out and "target validation_dead_letters" in out
 
 
 @pytest.mark.parametrize(

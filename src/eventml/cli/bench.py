@@ -1,5 +1,5 @@
-"""`eventml bench log`, `bench state` and `bench pipeline`: throughput, restore time and the
-fraud pipeline's throughput and latency, as JSON or a table."""
+"""`eventml bench log`, `bench state`, `bench pipeline` and `bench schema`: throughput, restore
+time, the fraud pipeline's throughput and latency, and schema validation cost, as JSON or a table."""
 
 from __future__ import annotations
 
@@ -168,6 +168,14 @@ def pipeline(
         bool, typer.Option("--no-baseline", help="Skip the raw pass-through runs.")
     ] = False,
     no_latency: Annotated[bool, typer.Option("--no-latency", help="Skip the latency phase.")] = False,
+    validate: Annotated[
+        bool,
+        typer.Option(
+            "--validate",
+            help="Also time the pipeline validating its input against the transactions' "
+            "JSON Schema, in each run (target: >= 80 % of the plain pipeline's events/s).",
+        ),
+    ] = False,
     history_events: Annotated[
         int, typer.Option("--history-events", help="Transactions the model is trained on.")
     ] = 100_000,
@@ -225,6 +233,7 @@ def pipeline(
             "thread" if latency_worker == "thread" else "process" if latency_worker else None
         ),
         baseline=not no_baseline,
+        validate=validate,
         repeat=repeat,
         statistic="median" if median else "best",
         history_events=history_events,
@@ -232,6 +241,24 @@ def pipeline(
         progress=None if json else lambda msg: err_console.print(f"[dim]{msg}[/]"),
     )
     _emit(result, json=json, out=out, render=render_pipeline_table)
+
+
+@bench_app.command("schema")
+def schema(
+    events: Annotated[
+        int, typer.Option("--events", "-n", help="Events decoded and validated per measurement.")
+    ] = 200_000,
+    json: Annotated[bool, typer.Option("--json", help="Only one JSON object on stdout.")] = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Also write the JSON object to this file.")
+    ] = None,
+) -> None:
+    """JSON Schema validation cost per event: orjson alone, compiled validator, jsonschema, Avro."""
+    _at_least(("--events", events, 1))
+
+    from eventml.bench.schema import render_schema_table, run
+
+    _emit(run(events=events), json=json, out=out, render=render_schema_table)
 
 
 def _at_least(*checks: tuple[str, float, float]) -> None:

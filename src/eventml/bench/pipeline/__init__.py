@@ -25,6 +25,12 @@ What ``run_pipeline_benchmark(url, events=N)`` does, on the log at ``url``:
      message, ``send_offsets_to_transaction``, ``commit_transaction``, with the
      Kafka backend's own client settings.
 
+   * **validated pipeline** (``validate=True``): the fraud app again, with the
+     transactions' data contract bound to its input (every value parsed and checked
+     against the JSON Schema), in the same run as the plain one and alternating
+     which goes first; ``validation.ratio`` = validated ÷ plain (target >= 0.8), and
+     no event may be dead-lettered (see :mod:`._validation`).
+
    Each side runs with as many workers as the pipeline, with the same garbage
    collector settings as the engine's workers, and ``ratio`` = pipeline ÷ side.
 3. **Latency**: a new input topic and app, one worker (a forked process; a thread
@@ -72,6 +78,7 @@ from eventml.bench.pipeline._setup import (
 )
 from eventml.bench.pipeline._table import render_pipeline_table
 from eventml.bench.pipeline._throughput import _run_pipeline
+from eventml.bench.pipeline._validation import _add_validation, _drop_subject, _run_both
 from eventml.demos.fraud.model import FraudModel
 from eventml.demos.fraud.run import DEFAULT_HISTORY_EVENTS, train_demo_model
 from eventml.engine import Guarantee, Settings
@@ -98,6 +105,7 @@ def run_pipeline_benchmark(
     latency: bool = True,
     latency_worker: LatencyWorker | None = None,
     baseline: bool = True,
+    validate: bool = False,
     repeat: int = 1,
     statistic: Statistic = "best",
     seed: int = 7,
@@ -114,7 +122,9 @@ def run_pipeline_benchmark(
     ``warmup_s + duration_s`` seconds, appended every ``append_every_ms``, to one
     worker (``latency_worker``: a forked "process", or a "thread" of this one).
     ``max_batch`` (default: the engine's) bounds the pipeline's and the baselines'
-    batches; ``velocity`` keeps the app's one-minute velocity window. ``model``
+    batches; ``velocity`` keeps the app's one-minute velocity window. ``validate``
+    also times the pipeline with its input's data contract in each run (the result's
+    ``validation``, with its targets). ``model``
     defaults to the demo's model trained on ``history_events`` transactions. Topics
     are deleted at the end unless ``keep_topics``.
     """
@@ -194,7 +204,7 @@ def run_pipeline_benchmark(
             del messages
             gc.collect()
             for k in range(1, repeat + 1):
-                runs.append(_one_run(bench, k, repeat, baseline))
+                runs.append(_one_run(bench, k, repeat, baseline, validate))
             if latency:
                 latency_result = _measure_latency(
                     bench,
@@ -209,8 +219,10 @@ def run_pipeline_benchmark(
         finally:
             if not keep_topics:
                 _cleanup(bench)
+                if validate:
+                    _drop_subject(bench)
 
-    return _result(
+    result = _result(
         bench,
         runs,
         latency_result,
@@ -220,15 +232,22 @@ def run_pipeline_benchmark(
         load_before,
         keep_topics,
     )
+    if validate:
+        _add_validation(result, runs, statistic)
+    return result
 
 
 # -- one throughput run: the pipeline, then the pass-throughs ---------------------------------
 
 
-def _one_run(bench: _Bench, k: int, repeat: int, baseline: bool) -> dict[str, Any]:
+def _one_run(bench: _Bench, k: int, repeat: int, baseline: bool, validate: bool) -> dict[str, Any]:
     who = f"{bench.workers} worker{'s' if bench.workers > 1 else ''}"
-    bench.say(f"run {k}/{repeat}: fraud pipeline, {who}")
-    pipeline, topics = _run_pipeline(bench, k)
+    validation: dict[str, Any] | None = None
+    if validate:
+        pipeline, topics, validation = _run_both(bench, k, repeat, who)
+    else:
+        bench.say(f"run {k}/{repeat}: fraud pipeline, {who}")
+        pipeline, topics = _run_pipeline(bench, k)
     sides: dict[str, dict[str, Any]] = {}
     if baseline:
         bench.say(f"run {k}/{repeat}: eventml log pass-through, {who}")
@@ -236,9 +255,12 @@ def _one_run(bench: _Bench, k: int, repeat: int, baseline: bool) -> dict[str, An
         if bench.parsed.scheme == "kafka":
             bench.say(f"run {k}/{repeat}: bare confluent-kafka pass-through, {who}")
             sides["confluent_kafka"] = _run_kafka_passthrough(bench, k)
-    return {
+    run = {
         "pipeline": pipeline,
         "baselines": sides,
         "ratio": _ratios(pipeline, sides),
         "topics": topics,
     }
+    if validation is not None:
+        run["validation"] = validation
+    return run

@@ -91,6 +91,8 @@ def _combine(runs: Sequence[Mapping[str, Any]], statistic: Statistic) -> dict[st
         out[name] = min(values) if statistic == "best" else statistics.median(values)
     for name in ("batches", "mean_batch", "commits_refused"):
         out.pop(name, None)  # per run only
+    if "dead_letters" in out:
+        out["dead_letters"] = sum(r["dead_letters"] for r in runs)
     return out
 
 
@@ -139,6 +141,7 @@ def _result(
         "ratio": ratio,
         "ratio_target_baseline": RATIO_BASELINE.get(scheme),
         "latency": latency,
+        "validation": None,  # see _validation._add_validation
         "targets": _targets(scheme, s.guarantee, pipeline, ratio, latency),
         "runs": runs,
         "topics": {"prefix": bench.prefix, "input": bench.input_topic, "kept": keep_topics},
@@ -209,8 +212,12 @@ def _targets(
         if value is not None:
             met = value >= bound["min"] if "min" in bound else value <= bound["max"]
         checks[name] = {**bound, "value": value, "met": met}
+    return {"checks": checks, "met": _overall(checks)}
+
+
+def _overall(checks: Mapping[str, Mapping[str, Any]]) -> bool | None:
+    """All met: True; one missed: False; else (none, or one not measured): None."""
     verdicts = [c["met"] for c in checks.values()]
-    met_all = (
+    return (
         None if not verdicts else False if False in verdicts else None if None in verdicts else True
     )
-    return {"checks": checks, "met": met_all}

@@ -44,18 +44,20 @@ class _Flag(Protocol):
 
 @dataclass
 class _Counters:
-    """What one worker did: records taken from polls, batches, records appended."""
+    """What one worker did: records taken from polls, batches, records appended, dead letters."""
 
     records: int = 0
     batches: int = 0
     outputs: int = 0
     commits_refused: int = 0
+    dead_letters: int = 0
 
     def add(self, other: _Counters) -> None:
         self.records += other.records
         self.batches += other.batches
         self.outputs += other.outputs
         self.commits_refused += other.commits_refused
+        self.dead_letters += other.dead_letters
 
 
 class _Runner(Protocol):

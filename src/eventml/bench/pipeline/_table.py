@@ -14,6 +14,7 @@ from eventml.bench.report import print_overall
 
 _SIDE_LABELS = {
     "pipeline": "fraud pipeline",
+    "validated": "validated pipeline",
     "log": "log pass-through",
     "confluent_kafka": "raw confluent-kafka",
 }
@@ -37,7 +38,10 @@ def render_pipeline_table(result: Mapping[str, Any], console: Console) -> None:
     for column in ("events/s", "steady/s", "seconds", "startup s", "ratio"):
         table.add_column(column, justify="right")
     ratio = result.get("ratio") or {}
+    validation = result.get("validation")
     sides = [("pipeline", result["pipeline"]), *(result.get("baselines") or {}).items()]
+    if validation:
+        sides.insert(1, ("validated", validation["validated"]))
     for name, side in sides:
         r = ratio.get(name)
         table.add_row(
@@ -52,6 +56,8 @@ def render_pipeline_table(result: Mapping[str, Any], console: Console) -> None:
     p = result["pipeline"]
     velocity = "" if p.get("velocity_alerts") is None else f", {p['velocity_alerts']:,} velocity"
     console.print(f"pipeline outputs: {p['alerts']:,} alerts{velocity}")
+    if validation:
+        _print_validation(validation, console)
     latency = result.get("latency")
     if latency:
         lt = Table(
@@ -90,6 +96,17 @@ def render_pipeline_table(result: Mapping[str, Any], console: Console) -> None:
         value = "n/a" if c["value"] is None else f"{c['value']:,}"
         console.print(f"target {name} {bound}: {value} {_VERDICTS[c['met']]}")
     print_overall(console, result["targets"]["met"])
+
+
+def _print_validation(v: Mapping[str, Any], console: Console) -> None:
+    steady = "" if v["steady_ratio"] is None else f" (steady {v['steady_ratio']:.2f})"
+    runs = ", ".join(f"{r:.2f}" for r in v["run_ratios"])
+    console.print(
+        f"validation ({v['contract']}): validated {v['validated_eps']:,.0f} vs plain "
+        f"{v['plain_eps']:,.0f} events/s, ratio {v['ratio']:.2f}{steady} (runs: {runs}), target >= "
+        f"{v['target']:g} {_VERDICTS[v['met']]}; dead letters {v['dead_letters']:,}"
+        + ("" if v["dead_letters"] == 0 else " [red](expected 0)[/]")
+    )
 
 
 def _ms(value: float | None) -> str:

@@ -30,17 +30,22 @@ from eventml.engine.worker import _tune_gc
 from eventml.log import ConsumerConfig, Log, TopicPartition
 
 
-def _run_pipeline(bench: _Bench, k: int) -> tuple[dict[str, Any], dict[str, str]]:
-    alerts = f"{bench.prefix}-alerts-{k}"
-    velocity = f"{bench.prefix}-velocity-{k}" if bench.velocity else None
+def _run_pipeline(
+    bench: _Bench, k: int, *, validate: bool = False
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Run ``k``'s fraud app over all records; ``validate``: with the transactions' contract."""
+    run = f"v{k}" if validate else str(k)
+    alerts = f"{bench.prefix}-alerts-{run}"
+    velocity = f"{bench.prefix}-velocity-{run}" if bench.velocity else None
     app = fraud_app(
         bench.model,
-        name=f"{bench.prefix}-fraud-{k}",
+        name=f"{bench.prefix}-fraud-{run}",
         broker=bench.url,
         transactions=bench.input_topic,
         alerts=alerts,
         velocity=velocity,
         partitions=bench.partitions,
+        validate=validate,
         **bench.settings,
     )
     bench.apps.append(app)
@@ -57,6 +62,7 @@ def _run_pipeline(bench: _Bench, k: int) -> tuple[dict[str, Any], dict[str, str]
     metrics = _metrics(drain, bench.events)
     metrics["alerts"] = _count_records(bench, alerts)
     metrics["velocity_alerts"] = _count_records(bench, velocity) if velocity else None
+    metrics["dead_letters"] = drain.counters.dead_letters
     topics = {"app": app.name, "alerts": alerts}
     if velocity:
         topics["velocity"] = velocity
@@ -91,7 +97,7 @@ class _BenchWorker(Worker):
 
     def counters(self) -> _Counters:
         st = self.stats
-        return _Counters(st.records, st.batches, st.outputs, st.commits_refused)
+        return _Counters(st.records, st.batches, st.outputs, st.commits_refused, st.dead_letters)
 
 
 class _WorkerRunner:
