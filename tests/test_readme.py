@@ -36,3 +36,16 @@ def test_readme_pipeline_example_runs(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     assert run.stdout == "alert: card-1 550.0\n"
+
+
+def test_readme_contract_example_runs(tmp_path: Path) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    assert len(blocks) >= 3
+    run = subprocess.run([sys.executable, "-c", blocks[2]], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "ok: 12.5\n"
+    dlq = subprocess.run([sys.executable, "-m", "eventml", "dlq", "list", "payments"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+    assert dlq.returncode == 0, dlq.stderr
+    assert "amount" in dlq.stdout and len(dlq.stdout.strip().splitlines()) == 1
