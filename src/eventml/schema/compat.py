@@ -9,7 +9,7 @@ version instead of the latest only; NONE checks nothing. Pure: no registry, no I
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, get_args
 
 from eventml.schema.errors import Incompatibility, InvalidCompatibilityLevel
 from eventml.schema.types import ParsedSchema
@@ -23,15 +23,7 @@ Level = Literal[
     "FULL_TRANSITIVE",
     "NONE",
 ]
-LEVELS: tuple[Level, ...] = (
-    "BACKWARD",
-    "BACKWARD_TRANSITIVE",
-    "FORWARD",
-    "FORWARD_TRANSITIVE",
-    "FULL",
-    "FULL_TRANSITIVE",
-    "NONE",
-)
+LEVELS: tuple[Level, ...] = get_args(Level)
 DEFAULT_LEVEL: Level = "BACKWARD"
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal, cast
+from typing import Any, Literal, cast, get_args
 
 import orjson
 
@@ -46,7 +46,7 @@ from eventml.schema.errors import (
 from eventml.schema.types import SCHEMA_TYPES, ParsedSchema, Reference, SchemaType
 
 Mode = Literal["READWRITE", "READONLY", "READONLY_OVERRIDE", "IMPORT"]
-MODES: tuple[Mode, ...] = ("READWRITE", "READONLY", "READONLY_OVERRIDE", "IMPORT")
+MODES: tuple[Mode, ...] = get_args(Mode)
 MAX_VERSION = 2**31 - 1
 Write = tuple[bytes, bytes | None]  # one record to append: key, value (None deletes)
 Parse = Callable[[SchemaType, str, Mapping[str, str]], ParsedSchema]
