@@ -70,6 +70,32 @@ def test_produce_reports_bad_lines_keeps_good_ones_and_dead_letters_the_rest(bro
     assert [d["headers"]["eventml.dlq.source.line"] for d in dead] == ["2", "4", "5"]
 
 
+def test_produce_validate_frames_good_lines_and_dead_letters_schema_violations(
+    broker: str, tmp_path: Path
+) -> None:
+    run("topics", "create", "pay", broker=broker)
+    missing = run("produce", "pay", "--validate", broker=broker)
+    assert_one_line_error(missing, "pay-value", "eventml schemas register pay-value")
+    schema = tmp_path / "pay.json"
+    schema.write_text('{"type": "object", "required": ["amount"],'
+                      ' "properties": {"amount": {"type": "number", "minimum": 0}}}')
+    assert run("schemas", "register", "pay-value", str(schema), broker=broker).returncode == 0
+    lines = b'{"amount": 5}\n{"amount": -3}\n{"x": 1}\n'
+    result = run("produce", "pay", "--validate", stdin=lines, broker=broker)
+    assert result.returncode == 1
+    assert "<stdin>:2: pay: the value breaks schema 1 of pay-value: /amount" in result.stderr
+    assert "2 malformed line(s) (2, 3) kept in pay.dlq" in result.stderr
+    out = run("consume", "pay", "-g", "check", "--from-beginning", "--idle-ms", "500",
+              broker=broker)
+    [record] = [orjson.loads(line) for line in out.stdout.splitlines()]
+    assert record["value"] == '\u0000\u0000\u0000\u0000\u0001{"amount":5}'  # a Confluent frame
+    dlq = run("consume", "pay.dlq", "-g", "check", "--from-beginning", "--idle-ms", "500",
+              broker=broker)
+    dead = [orjson.loads(line) for line in dlq.stdout.splitlines()]
+    assert [d["value"] for d in dead] == ['{"amount": -3}', '{"x": 1}']  # byte-exact lines
+    assert "is a required property" in dead[1]["headers"]["eventml.dlq.error.message"]
+
+
 def test_consume_commits_so_the_group_resumes(broker: str) -> None:
     run("topics", "create", "t", broker=broker)
     run("produce", "t", stdin=b"".join(b'{"n": %d}\n' % i for i in range(10)), broker=broker)
