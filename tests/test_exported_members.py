@@ -34,6 +34,11 @@ PUBLIC = {
         "Topology", "WindowedStream", "Worker", "WorkerFailed", "WorkerStats", "load_app",
         "run_app",
     ],
+    "eventml.features": [
+        "DAY", "HOUR", "MINUTE", "SECOND", "CountDistinct", "EntityState", "Feature",
+        "FeatureView", "HistoricalFeatures", "count", "distinct", "get_historical_features",
+        "maximum", "mean", "minimum", "since_last", "total",
+    ],
     "eventml.schema": [
         "HEADER_SIZE", "LEVELS", "MAGIC_BYTE", "BadMagicByte", "BoundContract", "Contract",
         "ContractViolation", "Frame", "FrameError", "Incompatibility", "IncompatibleSchema",
