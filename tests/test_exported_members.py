@@ -36,8 +36,9 @@ PUBLIC = {
     ],
     "eventml.features": [
         "DAY", "HOUR", "MINUTE", "SECOND", "CountDistinct", "EntityState", "Feature",
-        "FeatureView", "HistoricalFeatures", "count", "distinct", "get_historical_features",
-        "maximum", "mean", "minimum", "since_last", "total",
+        "FeatureTopics", "FeatureView", "HistoricalFeatures", "OnlineStore", "SkewReport",
+        "count", "distinct", "get_historical_features", "materialize", "maximum", "mean",
+        "minimum", "since_last", "total", "verify_served",
     ],
     "eventml.schema": [
         "HEADER_SIZE", "LEVELS", "MAGIC_BYTE", "BadMagicByte", "BoundContract", "Contract",

@@ -6,10 +6,14 @@ and for training.
   tiles; :func:`since_last`), with a TTL;
 * :class:`EntityState`: the pure per-key logic both paths run;
 * :func:`get_historical_features`: point-in-time values for ``(key, time)`` rows,
-  replayed from the log.
+  replayed from the log;
+* :func:`materialize`: the view computed in an app's pipeline (exactly-once), its state
+  on a compacted topic that :class:`OnlineStore` serves from memory;
+* :func:`verify_served`: the values the pipeline served vs historical retrieval (skew).
 """
 
 from eventml.features.historical import HistoricalFeatures, get_historical_features
+from eventml.features.online import FeatureTopics, OnlineStore, materialize
 from eventml.features.spec import (
     DAY,
     HOUR,
@@ -27,6 +31,7 @@ from eventml.features.spec import (
     total,
 )
 from eventml.features.state import EntityState
+from eventml.features.verify import SkewReport, verify_served
 
 __all__ = [
     "DAY",
@@ -36,14 +41,19 @@ __all__ = [
     "CountDistinct",
     "EntityState",
     "Feature",
+    "FeatureTopics",
     "FeatureView",
     "HistoricalFeatures",
+    "OnlineStore",
+    "SkewReport",
     "count",
     "distinct",
     "get_historical_features",
+    "materialize",
     "maximum",
     "mean",
     "minimum",
     "since_last",
     "total",
+    "verify_served",
 ]

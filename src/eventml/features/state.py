@@ -112,12 +112,52 @@ class EntityState:
                 out[name] = None if before is None else (time_ms - before) / 1000
         return out
 
+    def snapshot(self) -> dict[str, Any]:
+        """The state as JSON-able data (no references to the view): per windowed
+        feature its ``[tile, accumulator]`` pairs, and the two newest event times."""
+        tiles = [
+            None if t is None else [[i, _acc_out(t.acc[i])] for i in t.order] for t in self._tiles
+        ]
+        return {"v": 1, "last": self.last_ms, "prev": self.previous_ms, "tiles": tiles}
+
+    @classmethod
+    def restore(cls, view: FeatureView, snap: dict[str, Any]) -> EntityState:
+        """The state :meth:`snapshot` described, for ``view`` (the same features)."""
+        state = cls(view)
+        state.last_ms, state.previous_ms = snap["last"], snap["prev"]
+        if len(snap["tiles"]) != len(state._tiles):
+            raise ValueError(f"snapshot of {len(snap['tiles'])} features, view {view.name!r} has {len(state._tiles)}")
+        for tiles, saved in zip(state._tiles, snap["tiles"], strict=True):
+            if tiles is None or saved is None:
+                continue
+            for i, acc in saved:
+                tiles.acc[i] = _acc_in(acc)
+                tiles.order.append(i)
+        return state
+
     def compact(self, now_ms: int) -> None:
         """Drop tiles no window ending at or after ``now_ms`` can need."""
         for tiles in self._tiles:
             if tiles is not None:
                 f = tiles.feature
                 tiles.expire(now_ms // f.tile - f.tiles + 1)
+
+
+def _acc_out(acc: Any) -> Any:
+    """An accumulator as JSON: tuples as lists, sets as sorted ``{"set": [...]}``."""
+    if isinstance(acc, frozenset):
+        return {"set": sorted(acc, key=repr)}
+    if isinstance(acc, tuple):
+        return list(acc)
+    return acc
+
+
+def _acc_in(obj: Any) -> Any:
+    if isinstance(obj, dict) and "set" in obj:
+        return frozenset(obj["set"])
+    if isinstance(obj, list):
+        return tuple(obj)
+    return obj
 
 
 def replay(view: FeatureView, events: Iterable[tuple[Any, int]], at_ms: int) -> dict[str, Any]:
