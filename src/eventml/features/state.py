@@ -22,37 +22,39 @@ from eventml.features.spec import Feature, FeatureView
 class _Tiles:
     """Tile index → accumulator for one windowed feature of one entity; times sorted."""
 
-    __slots__ = ("acc", "feature", "order")
+    __slots__ = ("acc", "agg", "feature", "order", "tile", "tiles")
 
     def __init__(self, feature: Feature) -> None:
+        assert feature.aggregator is not None
         self.feature = feature
+        self.agg = feature.aggregator
+        self.tile = feature.tile  # cached: the hot path reads them per event
+        self.tiles = feature.tiles
         self.acc: dict[int, Any] = {}
         self.order: list[int] = []  # tile indexes, ascending
 
     def add(self, value: Any, time_ms: int) -> None:
-        f = self.feature
-        agg = f.aggregator
-        assert agg is not None
-        tile = time_ms // f.tile
+        tile = time_ms // self.tile
         acc = self.acc.get(tile)
         if acc is None:
-            acc = agg.initialize()
-            insort(self.order, tile)
-        self.acc[tile] = agg.add(acc, value)
+            acc = self.agg.initialize()
+            if not self.order or tile > self.order[-1]:
+                self.order.append(tile)
+            else:
+                insort(self.order, tile)
+        self.acc[tile] = self.agg.add(acc, value)
 
     def value_at(self, time_ms: int) -> Any:
         """The window ending at ``time_ms``: the tiles from ``window/tile - 1`` before
         ``time_ms``'s tile up to it (the caller guarantees no event after ``time_ms``
         has been folded in, so the last tile holds only events at or before it)."""
-        f = self.feature
-        agg = f.aggregator
-        assert agg is not None
-        last = time_ms // f.tile
-        first = last - f.tiles + 1
-        lo = bisect_right(self.order, first - 1)
-        hi = bisect_right(self.order, last)
+        agg = self.agg
+        last = time_ms // self.tile
+        order = self.order
+        lo = bisect_right(order, last - self.tiles)
+        hi = bisect_right(order, last)
         acc = agg.initialize()
-        for tile in self.order[lo:hi]:
+        for tile in order[lo:hi]:
             acc = agg.merge(acc, self.acc[tile])
         return agg.result(acc)
 
@@ -139,8 +141,7 @@ class EntityState:
         """Drop tiles no window ending at or after ``now_ms`` can need."""
         for tiles in self._tiles:
             if tiles is not None:
-                f = tiles.feature
-                tiles.expire(now_ms // f.tile - f.tiles + 1)
+                tiles.expire(now_ms // tiles.tile - tiles.tiles + 1)
 
 
 def _acc_out(acc: Any) -> Any:
