@@ -213,3 +213,31 @@ def test_long_windows_keep_tiles_not_events() -> None:
     value = state.values_at(T0 + (2 * 24 * 3600 - 1) * 1000)["s24h"]
     assert 23.6 * 3600 <= value <= 24 * 3600  # tile granularity: between W - tile and W
 
+
+
+@pytest.mark.parametrize("keyed", [True, False])
+def test_forked_workers_give_the_same_rows(log: Log, keyed: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Partitions swept by forked workers equal one process; a topic not keyed by the
+    entity (an entity's events spread over partitions) falls back to one process."""
+    from eventml.features import historical
+
+    events = generate(seed=7, n=600)
+    rows = rows_for(events, seed=8, extra=100)
+    topic = f"tx-{uuid.uuid4().hex[:8]}"
+    log.create_topic(TopicSpec(topic, 3))
+    log.append(topic, [Message(orjson.dumps(v), (c if keyed else str(i % 5)).encode(), timestamp_ms=t)
+                       for i, (c, t, v) in enumerate(events)])
+    one = get_historical_features(log, view(topic), rows, workers=1)
+    monkeypatch.setattr(historical, "_PARALLEL_FROM", 0)
+    used: list[bool] = []
+    by_partition = historical._by_partition
+
+    def spy(*args: Any) -> Any:
+        result = by_partition(*args)
+        used.append(result is not None)
+        return result
+
+    monkeypatch.setattr(historical, "_by_partition", spy)
+    forked = get_historical_features(log, view(topic), rows, workers=2)
+    assert used == [keyed]  # forked when keyed by the entity; one process otherwise
+    assert forked.rows == one.rows and forked.events_read == one.events_read == len(events)

@@ -9,11 +9,14 @@ key's events and rows in time order and reads the state before any later event.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -21,6 +24,7 @@ import orjson
 from eventml.features.spec import FeatureView
 from eventml.features.state import EntityState
 from eventml.log.base import ConsumerConfig, Log, Record, TopicPartition
+from eventml.state._readers import read_partition
 
 EntityRow = tuple[Any, int]  # (entity key, time in ms)
 
@@ -50,45 +54,154 @@ def get_historical_features(
     features: Sequence[str] | None = None,
     decode: Callable[[bytes], Any] = orjson.loads,
     timeout_s: float = 120.0,
+    workers: int | None = None,
 ) -> HistoricalFeatures:
     """The values of ``features`` (default: all of ``view``'s) at each ``(key, time_ms)``.
 
-    Reads ``view.source`` from its start (every partition), groups events by entity
-    key (``view.key_of``) and replays them in event-time order.
+    Reads ``view.source`` from its start (every partition), keeps the asked keys'
+    events (only the fields the features read), and replays each key's events in
+    event-time order, reading the state at each asked time before any later event.
+    Keys are swept by ``workers`` forked processes (default: one per CPU) when there
+    are many events.
     """
     wanted = list(features) if features is not None else view.feature_names
     unknown = sorted(set(wanted) - set(view.feature_names))
     if unknown:
         raise ValueError(f"feature view {view.name!r} has no features {unknown}: it has {view.feature_names}")
-    keys = {key for key, _ in entity_rows}
-    events: dict[Any, list[tuple[int, int, Any]]] = defaultdict(list)
-    read = 0
-    for seq, record in enumerate(_records(log, view.source, timeout_s)):
-        read += 1
-        if record.value is None:
-            continue
-        value = decode(record.value)
-        key = view.key_of(value)
-        if key in keys:
-            events[key].append((view.time_of(value, record.timestamp_ms), seq, value))
     by_key: dict[Any, list[tuple[int, int]]] = defaultdict(list)
     for i, (key, t) in enumerate(entity_rows):
         by_key[key].append((int(t), i))
     out: list[tuple[Any, ...] | None] = [None] * len(entity_rows)
+    done = _by_partition(log, view, wanted, by_key, decode, timeout_s, workers)
+    if done is None:  # one process: read everything, then sweep
+        events, read, _ = _load_events(log, view, set(by_key), decode, timeout_s)
+        done = (_sweep(view, wanted, list(by_key), events, by_key), read)
+    rows, read = done
+    for i, row in rows:
+        out[i] = row
+    empty = EntityState(view)  # keys without events: every value None
     for key, asks in by_key.items():
-        asks.sort()
-        evs = sorted(events.get(key, ()), key=lambda e: (e[0], e[1]))
-        state = EntityState(view)
-        j = 0
         for t, i in asks:
-            while j < len(evs) and evs[j][0] <= t:
-                state.update(evs[j][2], evs[j][0])
-                j += 1
-            values = state.values_at(t)
-            out[i] = (key, t, *(values[name] for name in wanted))
+            if out[i] is None:
+                values = empty.values_at(t)
+                out[i] = (key, t, *(values[name] for name in wanted))
     return HistoricalFeatures(
         view.name, ["entity", "event_timestamp_ms", *wanted], [r for r in out if r is not None], read
     )
+
+
+_PARALLEL_FROM = 200_000  # events: below this a fork costs more than it saves
+_SHARED: Any = None  # what forked workers inherit (nothing is pickled to them)
+Events = dict[Any, list[tuple[int, Any]]]
+Rows = list[tuple[int, tuple[Any, ...]]]
+
+
+def _load_events(
+    log: Log, view: FeatureView, keys: set[Any], decode: Callable[[bytes], Any], timeout_s: float,
+    partitions: Sequence[int] | None = None,
+) -> tuple[Events, int, bool]:
+    """Per asked key, its events as ``(event time, projected fields)`` in log order;
+    records read; and whether every record's key was its entity (the topic is keyed
+    by the entity, so each entity's events are in one partition)."""
+    project = EntityState(view).project
+    events: Events = defaultdict(list)
+    read = 0
+    keyed = True
+    if view.time is not None:  # event time is in the value: read partitions in bulk
+        time_of = view.time if callable(view.time) else _field(view.time)
+        for partition in partitions if partitions is not None else sorted(log.end_offsets(view.source)):
+            tp = TopicPartition(view.source, partition)
+            for batch in read_partition(log, tp, timeout_s):
+                read += len(batch)
+                for record_key, raw, _headers in batch:
+                    if raw is None:
+                        continue
+                    value = decode(raw)
+                    key = view.key_of(value)
+                    if keyed and record_key != str(key).encode():
+                        keyed = False
+                    if key in keys:
+                        events[key].append((int(time_of(value)), project(value)))
+    else:  # the record timestamps are needed: read through a throwaway group
+        keyed = False
+        for record in _records(log, view.source, timeout_s):
+            read += 1
+            if record.value is None:
+                continue
+            value = decode(record.value)
+            key = view.key_of(value)
+            if key in keys:
+                events[key].append((view.time_of(value, record.timestamp_ms), project(value)))
+    return events, read, keyed
+
+
+def _by_partition(
+    log: Log, view: FeatureView, wanted: list[str], by_key: dict[Any, list[tuple[int, int]]],
+    decode: Callable[[bytes], Any], timeout_s: float, workers: int | None,
+) -> tuple[Rows, int] | None:
+    """Forked workers each read, group and sweep some partitions (a topic keyed by the
+    entity keeps each entity in one partition); ``None`` when that does not apply."""
+    if view.time is None:
+        return None
+    starts, ends = log.start_offsets(view.source), log.end_offsets(view.source)
+    partitions = sorted(ends)
+    procs = min(workers if workers is not None else (os.cpu_count() or 1), len(partitions))
+    if procs < 2 or sum(ends[p] - starts[p] for p in partitions) < _PARALLEL_FROM:
+        return None
+    global _SHARED
+    _SHARED = (log.url, view, wanted, by_key, decode, timeout_s)
+    try:
+        with multiprocessing.get_context("fork").Pool(procs) as pool:
+            parts = pool.map(_partition_job, [partitions[k::procs] for k in range(procs)])
+    finally:
+        _SHARED = None
+    if not all(keyed for _, _, keyed in parts):
+        return None  # an entity may span partitions: do it in one process
+    return [row for rows, _, _ in parts for row in rows], sum(read for _, read, _ in parts)
+
+
+def _partition_job(partitions: list[int]) -> tuple[Rows, int, bool]:
+    from eventml.log.registry import open_log
+
+    url, view, wanted, by_key, decode, timeout_s = _SHARED
+    log = open_log(url)  # a connection of this process's own
+    events, read, keyed = _load_events(log, view, set(by_key), decode, timeout_s, partitions)
+    if not keyed:
+        return [], read, False
+    return _sweep(view, wanted, list(events), events, by_key), read, True
+
+
+def _sweep(
+    view: FeatureView,
+    wanted: list[str],
+    keys: list[Any],
+    events: dict[Any, list[tuple[int, Any]]],
+    by_key: dict[Any, list[tuple[int, int]]],
+) -> list[tuple[int, tuple[Any, ...]]]:
+    """For each key: its events (stably sorted by time: a key's events share a
+    partition, so log order breaks ties) folded up to each asked time, in order."""
+    out: list[tuple[int, tuple[Any, ...]]] = []
+    first = itemgetter(0)
+    for key in keys:
+        asks = sorted(by_key[key])
+        evs = sorted(events.get(key, ()), key=first)
+        state = EntityState(view)
+        fold = state.fold
+        j, n = 0, len(evs)
+        for t, i in asks:
+            while j < n and evs[j][0] <= t:
+                fold(evs[j][1], evs[j][0])
+                j += 1
+            values = state.values_at(t)
+            out.append((i, (key, t, *(values[name] for name in wanted))))
+    return out
+
+
+def _field(name: str) -> Callable[[Any], Any]:
+    def get(value: Any) -> Any:
+        return value[name]
+
+    return get
 
 
 def _records(log: Log, topic: str, timeout_s: float) -> Iterator[Record]:

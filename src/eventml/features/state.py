@@ -75,20 +75,35 @@ class EntityState:
     events and requested times in time order.
     """
 
-    __slots__ = ("_fields", "_tiles", "last_ms", "previous_ms", "view")
+    __slots__ = ("_fold_plan", "_tiles", "fields", "last_ms", "previous_ms", "view")
 
     def __init__(self, view: FeatureView) -> None:
         self.view = view
         self._tiles = [_Tiles(f) if f.kind == "window" else None for f in view.features]
-        self._fields = [f.field for f in view.features]
+        #: the distinct value fields the features read; :meth:`project` keeps only these
+        self.fields: tuple[str, ...] = tuple(dict.fromkeys(f.field for f in view.features if f.field))
+        where = {name: i for i, name in enumerate(self.fields)}
+        self._fold_plan = [
+            (tiles, None if f.field is None else where[f.field])
+            for tiles, f in zip(self._tiles, view.features, strict=True)
+            if tiles is not None
+        ]
         self.last_ms: int | None = None  # the newest event folded in
         self.previous_ms: int | None = None  # the one before it
 
+    def project(self, value: Any) -> tuple[Any, ...]:
+        """What the features read of an event: its :attr:`fields`, in order."""
+        return tuple(value[name] for name in self.fields)
+
     def update(self, value: Any, time_ms: int) -> None:
         """Fold one event (its decoded value, its event time) in."""
-        for tiles, field in zip(self._tiles, self._fields, strict=True):
-            if tiles is not None:
-                tiles.add(value if field is None else value[field], time_ms)
+        self.fold(self.project(value), time_ms)
+
+    def fold(self, projected: tuple[Any, ...], time_ms: int) -> None:
+        """Fold one event given as :meth:`project` made it (historical retrieval keeps
+        events in this slim form)."""
+        for tiles, index in self._fold_plan:
+            tiles.add(None if index is None else projected[index], time_ms)
         if self.last_ms is None or time_ms >= self.last_ms:
             self.previous_ms, self.last_ms = self.last_ms, time_ms
         elif self.previous_ms is None or time_ms > self.previous_ms:
