@@ -56,7 +56,7 @@ def test_online_equals_historical_and_served_values_have_no_skew(url: str) -> No
         cards = sorted({c for c, _, _ in events})
         end = max(t for _, t, _ in events)
         assert store.stream_time_ms == end and len(store) == len(cards)
-        for at in (end, end + 20 * 60_000, end + 3 * HOUR):  # later: windows empty, then TTL
+        for at in (end, end + 1, end + 7_000, end + 20 * 60_000, end + 3 * HOUR):  # cache, decay, TTL
             online = store.get_online_features([*cards, "nobody"], at_ms=at)
             historical = get_historical_features(log, view, [(c, at) for c in [*cards, "nobody"]])
             assert online == [{k: v for k, v in d.items() if k in view.feature_names}

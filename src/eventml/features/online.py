@@ -15,6 +15,7 @@ stream time (the newest event time seen) or a time given.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Iterable
@@ -89,6 +90,12 @@ class OnlineStore:
         self.stale_after_s, self.timeout_s = stale_after_s, timeout_s
         self._snaps: dict[str, dict[str, Any]] = {}
         self._states: dict[str, EntityState] = {}
+        # per key: (time bucket, values) — windowed values only change when the asked
+        # time crosses a tile boundary, so a bucket of the tiles' gcd can be reused
+        self._values: dict[str, tuple[int, dict[str, Any]]] = {}
+        tiles = [f.tile for f in view.features if f.kind == "window"]
+        self._bucket_ms = math.gcd(*tiles) if tiles else 1
+        self._exact = [f.name for f in view.features if f.kind != "window"]
         self._positions: dict[int, int] = {}
         self.stream_time_ms: int | None = None
         self._lock = threading.Lock()
@@ -116,6 +123,7 @@ class OnlineStore:
                         entity = key.decode()
                         self._snaps[entity] = record["state"]
                         self._states.pop(entity, None)
+                        self._values.pop(entity, None)
                         t = int(record["t"])
                         if self.stream_time_ms is None or t > self.stream_time_ms:
                             self.stream_time_ms = t
@@ -133,14 +141,30 @@ class OnlineStore:
         names = list(features) if features is not None else self.view.feature_names
         out = []
         for key in keys:
-            entity = self._state(str(key))
-            if entity is None or entity.last_ms is None:
-                out.append(dict.fromkeys(names))
-                continue
-            at = at_ms if at_ms is not None else (self.stream_time_ms or entity.last_ms)
-            values = entity.values_at(max(at, entity.last_ms))
-            out.append({n: values[n] for n in names})
+            values = self._values_of(str(key), at_ms)
+            out.append(dict.fromkeys(names) if values is None else {n: values[n] for n in names})
         return out
+
+    def _values_of(self, key: str, at_ms: int | None) -> dict[str, Any] | None:
+        entity = self._state(key)
+        if entity is None or entity.last_ms is None:
+            return None
+        at = at_ms if at_ms is not None else (self.stream_time_ms or entity.last_ms)
+        at = max(at, entity.last_ms)
+        ttl = self.view.ttl_ms
+        if ttl is not None and at - entity.last_ms > ttl:
+            return None
+        bucket = at // self._bucket_ms
+        hit = self._values.get(key)
+        if hit is not None and hit[0] == bucket:
+            if not self._exact:
+                return hit[1]
+            values = dict(hit[1])
+            values.update(entity.exact_values_at(at))  # since_last: the exact time
+            return values
+        values = entity.values_at(at)
+        self._values[key] = (bucket, values)
+        return values
 
     def _state(self, key: str) -> EntityState | None:
         state = self._states.get(key)
