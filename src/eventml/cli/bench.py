@@ -261,6 +261,28 @@ def schema(
     _emit(run(events=events), json=json, out=out, render=render_schema_table)
 
 
+@bench_app.command("features")
+def features(
+    events: Annotated[int, typer.Option("--events", "-n", help="Transactions in the log.")] = 1_000_000,
+    rows: Annotated[int, typer.Option("--rows", help="Entity rows asked of historical retrieval.")] = 100_000,
+    keys: Annotated[int, typer.Option("--keys", help="Entities in the online store.")] = 10_000,
+    broker: Annotated[
+        str | None, typer.Option("--broker", "-b", help="Log URL (default: a temporary embedded log).")
+    ] = None,
+    json: Annotated[bool, typer.Option("--json", help="Only one JSON object on stdout.")] = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Also write the JSON object to this file.")
+    ] = None,
+) -> None:
+    """Feature store: point-in-time retrieval (time, peak RSS) and online lookup latency."""
+    _at_least(("--events", events, 1), ("--rows", rows, 1), ("--keys", keys, 1))
+
+    from eventml.bench.features import render_features_table, run
+
+    _emit(run(broker, events=events, rows=rows, keys=keys), json=json, out=out,
+          render=render_features_table)
+
+
 def _at_least(*checks: tuple[str, float, float]) -> None:
     """One line and exit 2 for the first option below its minimum."""
     for name, value, least in checks:
