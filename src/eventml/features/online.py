@@ -28,7 +28,7 @@ from eventml.engine import App, KeyState
 from eventml.features.spec import FeatureView
 from eventml.features.state import EntityState
 from eventml.log.base import Log, LogError, TopicPartition
-from eventml.state._readers import read_partition
+from eventml.state._tail import read_rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,20 +114,20 @@ class OnlineStore:
                 if end <= start:
                     continue
                 tp = TopicPartition(self.topic, partition)
-                for batch in read_partition(self.log, tp, self.timeout_s, start, end):
-                    for key, value, _headers in batch:
-                        read += 1
-                        if key is None or value is None:
-                            continue
-                        record = orjson.loads(value)
-                        entity = key.decode()
-                        self._snaps[entity] = record["state"]
-                        self._states.pop(entity, None)
-                        self._values.pop(entity, None)
-                        t = int(record["t"])
-                        if self.stream_time_ms is None or t > self.stream_time_ms:
-                            self.stream_time_ms = t
-                self._positions[partition] = end
+                rows, position = read_rows(self.log, tp, self.timeout_s, start, end)
+                for key, value, _headers in rows:
+                    read += 1
+                    if key is None or value is None:
+                        continue
+                    record = orjson.loads(value)
+                    entity = key.decode()
+                    self._snaps[entity] = record["state"]
+                    self._states.pop(entity, None)
+                    self._values.pop(entity, None)
+                    t = int(record["t"])
+                    if self.stream_time_ms is None or t > self.stream_time_ms:
+                        self.stream_time_ms = t
+                self._positions[partition] = position  # a transaction still committing is read next time
             self._refreshed = time.monotonic()
             return read
 

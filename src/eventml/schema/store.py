@@ -24,7 +24,7 @@ from typing import TypeVar
 from eventml.log.base import CommitFailed, Fenced, Log, LogError, Message, TopicPartition, TopicSpec
 from eventml.schema.core import RegistryState, Write
 from eventml.schema.errors import SchemaError
-from eventml.state._readers import read_partition
+from eventml.state._tail import read_rows
 from eventml.state.base import StateError
 
 T = TypeVar("T")
@@ -58,16 +58,16 @@ class LogStore:
                 end = self.log.end_offsets(self.topic)[0]
                 if end <= self.position:
                     return 0
-                applied = 0
                 tp = TopicPartition(self.topic, 0)
-                for batch in read_partition(self.log, tp, self.timeout_s, self.position, end):
-                    for key, value, _headers in batch:
-                        state.apply(key, value)
-                    applied += len(batch)
+                # on Kafka the end may hold a transaction still committing: the position
+                # stays where the committed records stop, so they are read once they land
+                rows, position = read_rows(self.log, tp, self.timeout_s, self.position, end)
             except (LogError, StateError) as e:
                 raise StoreError(f"cannot read the schema topic {self.topic!r}: {e}") from None
-            self.position = end
-            return applied
+            for key, value, _headers in rows:
+                state.apply(key, value)
+            self.position = position
+            return len(rows)
 
     def write(self, state: RegistryState, plan: Callable[[], tuple[T, list[Write]]]) -> T:
         """Run ``plan`` against the latest state and append its records, alone.
