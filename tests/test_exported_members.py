@@ -52,6 +52,11 @@ PUBLIC = {
         "ACCEPTED_CONTENT_TYPES", "CONTENT_TYPE", "MAX_BODY_BYTES", "RegistryJSONResponse",
         "create_app", "router",
     ],
+    "eventml.sourcing": [
+        "Aggregate", "CommandRejected", "ConcurrencyConflict", "DomainEvent", "EventLike",
+        "EventStore", "Executed", "Loaded", "Repository", "SourcingError", "StoreStats",
+        "StoredEvent", "replay",
+    ],
     "eventml.state": [
         "ChangelogStateBackend", "MemoryStateBackend", "PartitionStore", "SqliteStateBackend",
         "StateBackend", "StateError", "StoreSpec", "backend_for", "register_state_backend",
@@ -61,6 +66,12 @@ PUBLIC = {
         "FatalError", "InvalidDeadLetter", "Ok", "Outcome", "PermanentError", "ReplayResult",
         "RetryPolicy", "TransientError", "call_with_retry", "classify", "dead_letter_message",
         "dead_letter_topic", "parse_dead_letter", "provenance", "redact", "replay",
+    ],
+    "eventml.views": [
+        "EventMeta", "Handler", "InvalidProjection", "PartitionStatus", "Projection",
+        "ProjectionFailed", "ProjectionRunner", "Row", "RunStats", "Table", "ViewStatus",
+        "ViewStore", "Views", "as_views", "default_db_path", "load_views", "projection",
+        "view_status",
     ],
 }
 

@@ -50,6 +50,10 @@ def _add_optional_groups() -> None:
 
     app.add_typer(schemas_app, name="schemas")
 
+    from eventml.cli.views import views_app
+
+    app.add_typer(views_app, name="views")
+
 
 def _version(value: bool) -> None:
     if value:

@@ -1,0 +1,52 @@
+"""Read models (CQRS views): tables folded from event streams, queryable by key and filter.
+
+A :class:`Projection` names source topics and a deterministic handler
+``handle(value, meta, table)``; a :class:`ProjectionRunner` keeps its table in the
+view's own SQLite file (``<data dir>/views/<name>.sqlite``), committing changed rows
+and source positions in one transaction, so each event is applied exactly once on
+every log backend. Handler failures are retried or dead-lettered to ``<topic>.dlq``;
+:meth:`ProjectionRunner.rebuild` replays the sources from scratch;
+:func:`view_status` reports the catch-up lag. ``eventml views`` is the CLI.
+"""
+
+from eventml.views.projection import (
+    EventMeta,
+    Handler,
+    InvalidProjection,
+    Projection,
+    Row,
+    Table,
+    projection,
+)
+from eventml.views.registry import Views, as_views, load_views
+from eventml.views.runner import (
+    PartitionStatus,
+    ProjectionFailed,
+    ProjectionRunner,
+    RunStats,
+    ViewStatus,
+    default_db_path,
+    view_status,
+)
+from eventml.views.store import ViewStore
+
+__all__ = [
+    "EventMeta",
+    "Handler",
+    "InvalidProjection",
+    "PartitionStatus",
+    "Projection",
+    "ProjectionFailed",
+    "ProjectionRunner",
+    "Row",
+    "RunStats",
+    "Table",
+    "ViewStatus",
+    "ViewStore",
+    "Views",
+    "as_views",
+    "default_db_path",
+    "load_views",
+    "projection",
+    "view_status",
+]
