@@ -290,6 +290,19 @@ def test_runs_unchanged_on_durable_logs(durable_log: Log, model: FraudModel) -> 
     assert {from_record(r).data["transaction_id"] for r in alerts} <= ids
 
 
+def test_feature_view_served_values_have_no_skew_across_two_runs(
+    durable_log: Log, model: FraudModel
+) -> None:
+    """The card_activity view's served values equal point-in-time retrieval for 10,000
+    sampled (card, time) pairs; a second run on the same topic checks only its own events."""
+    suffix = uuid.uuid4().hex[:8]
+    topics = {"transactions_topic": f"tx-{suffix}", "alerts_topic": f"alerts-{suffix}"}
+    for _ in range(2):
+        result = run_fraud_demo(durable_log, events=12_000, model=model, features=True, **topics)
+        assert result.feature_skew == {"view": "card_activity", "compared": 10_000,
+                                       "mismatches": 0, "examples": []}
+
+
 # ---------------------------------------------------------------- the command
 
 

@@ -42,6 +42,11 @@ def fraud(
     no_validate: Annotated[
         bool, typer.Option("--no-validate", help="Skip the transactions' schema check.")
     ] = False,
+    features: Annotated[
+        bool,
+        typer.Option("--features", help="Also compute the card_activity feature view and "
+                     "check the values it served against point-in-time retrieval."),
+    ] = False,
     broker: BrokerOption = DEFAULT_BROKER,
 ) -> None:
     """Card transactions -> per-card features (keyed state) -> scikit-learn model ->
@@ -54,6 +59,7 @@ def fraud(
                 log, events=events, seed=seed, progress=progress, rate_eps=rate,
                 guarantee="at_least_once" if at_least_once else "exactly_once",
                 validate=not no_validate,
+                features=features,
             )
     except LogError as e:
         fail(str(e))
@@ -122,6 +128,13 @@ def _summary(result: dict[str, object]) -> Table:
             else "off (--no-validate)",
         ),
     ]
+    skew = result.get("feature_skew")
+    if isinstance(skew, dict):
+        rows.append((
+            "feature view",
+            f"card_activity: {skew['compared']:,} served values vs point-in-time retrieval, "
+            f"{skew['mismatches']:,} mismatches",
+        ))
     for name, value in rows:
         table.add_row(name, value)
     return table

@@ -14,7 +14,7 @@ import os
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
@@ -55,6 +55,7 @@ def get_historical_features(
     decode: Callable[[bytes], Any] = orjson.loads,
     timeout_s: float = 120.0,
     workers: int | None = None,
+    from_offsets: Mapping[int, int] | None = None,
 ) -> HistoricalFeatures:
     """The values of ``features`` (default: all of ``view``'s) at each ``(key, time_ms)``.
 
@@ -62,7 +63,8 @@ def get_historical_features(
     events (only the fields the features read), and replays each key's events in
     event-time order, reading the state at each asked time before any later event.
     Keys are swept by ``workers`` forked processes (default: one per CPU) when there
-    are many events.
+    are many events. ``from_offsets`` (partition → offset) skips what came before, e.g.
+    to replay only one run of a pipeline.
     """
     wanted = list(features) if features is not None else view.feature_names
     unknown = sorted(set(wanted) - set(view.feature_names))
@@ -72,9 +74,10 @@ def get_historical_features(
     for i, (key, t) in enumerate(entity_rows):
         by_key[key].append((int(t), i))
     out: list[tuple[Any, ...] | None] = [None] * len(entity_rows)
-    done = _by_partition(log, view, wanted, by_key, decode, timeout_s, workers)
+    starts = dict(from_offsets or {})
+    done = _by_partition(log, view, wanted, by_key, decode, timeout_s, workers, starts)
     if done is None:  # one process: read everything, then sweep
-        events, read, _ = _load_events(log, view, set(by_key), decode, timeout_s)
+        events, read, _ = _load_events(log, view, set(by_key), decode, timeout_s, starts=starts)
         done = (_sweep(view, wanted, list(by_key), events, by_key), read)
     rows, read = done
     for i, row in rows:
@@ -98,7 +101,7 @@ Rows = list[tuple[int, tuple[Any, ...]]]
 
 def _load_events(
     log: Log, view: FeatureView, keys: set[Any], decode: Callable[[bytes], Any], timeout_s: float,
-    partitions: Sequence[int] | None = None,
+    partitions: Sequence[int] | None = None, starts: Mapping[int, int] | None = None,
 ) -> tuple[Events, int, bool]:
     """Per asked key, its events as ``(event time, projected fields)`` in log order;
     records read; and whether every record's key was its entity (the topic is keyed
@@ -107,11 +110,12 @@ def _load_events(
     events: Events = defaultdict(list)
     read = 0
     keyed = True
+    starts = starts or {}
     if view.time is not None:  # event time is in the value: read partitions in bulk
         time_of = view.time if callable(view.time) else _field(view.time)
         for partition in partitions if partitions is not None else sorted(log.end_offsets(view.source)):
             tp = TopicPartition(view.source, partition)
-            for batch in read_partition(log, tp, timeout_s):
+            for batch in read_partition(log, tp, timeout_s, starts.get(partition)):
                 read += len(batch)
                 for record_key, raw, _headers in batch:
                     if raw is None:
@@ -125,6 +129,8 @@ def _load_events(
     else:  # the record timestamps are needed: read through a throwaway group
         keyed = False
         for record in _records(log, view.source, timeout_s):
+            if record.offset < starts.get(record.partition, 0):
+                continue
             read += 1
             if record.value is None:
                 continue
@@ -138,18 +144,20 @@ def _load_events(
 def _by_partition(
     log: Log, view: FeatureView, wanted: list[str], by_key: dict[Any, list[tuple[int, int]]],
     decode: Callable[[bytes], Any], timeout_s: float, workers: int | None,
+    starts: Mapping[int, int],
 ) -> tuple[Rows, int] | None:
     """Forked workers each read, group and sweep some partitions (a topic keyed by the
     entity keeps each entity in one partition); ``None`` when that does not apply."""
     if view.time is None:
         return None
-    starts, ends = log.start_offsets(view.source), log.end_offsets(view.source)
+    firsts, ends = log.start_offsets(view.source), log.end_offsets(view.source)
     partitions = sorted(ends)
     procs = min(workers if workers is not None else (os.cpu_count() or 1), len(partitions))
-    if procs < 2 or sum(ends[p] - starts[p] for p in partitions) < _PARALLEL_FROM:
+    size = sum(ends[p] - max(firsts[p], starts.get(p, 0)) for p in partitions)
+    if procs < 2 or size < _PARALLEL_FROM:
         return None
     global _SHARED
-    _SHARED = (log.url, view, wanted, by_key, decode, timeout_s)
+    _SHARED = (log.url, view, wanted, by_key, decode, timeout_s, starts)
     try:
         with multiprocessing.get_context("fork").Pool(procs) as pool:
             parts = pool.map(_partition_job, [partitions[k::procs] for k in range(procs)])
@@ -163,9 +171,9 @@ def _by_partition(
 def _partition_job(partitions: list[int]) -> tuple[Rows, int, bool]:
     from eventml.log.registry import open_log
 
-    url, view, wanted, by_key, decode, timeout_s = _SHARED
+    url, view, wanted, by_key, decode, timeout_s, starts = _SHARED
     log = open_log(url)  # a connection of this process's own
-    events, read, keyed = _load_events(log, view, set(by_key), decode, timeout_s, partitions)
+    events, read, keyed = _load_events(log, view, set(by_key), decode, timeout_s, partitions, starts)
     if not keyed:
         return [], read, False
     return _sweep(view, wanted, list(events), events, by_key), read, True

@@ -58,15 +58,24 @@ def materialize(app: App, view: FeatureView, *, log_served: bool = False, rekey:
     if rekey:
         stream = stream.key_by(view.key_of)
 
+    # the live EntityState per key, reused while the store still holds the very snapshot
+    # object it last wrote (after a rollback or a restore it holds another: rebuild)
+    live: dict[str, tuple[object, EntityState]] = {}
+
     def fold(value: Any, state: KeyState) -> dict[str, Any]:
         t = view.time_of(value, state.time_ms)
         snap = state.get("s")
-        entity = EntityState(view) if snap is None else EntityState.restore(view, snap)
+        hit = live.pop(state.key, None)  # back only once this event is folded in whole
+        if hit is not None and snap is not None and hit[0] is snap:
+            entity = hit[1]
+        else:
+            entity = EntityState(view) if snap is None else EntityState.restore(view, snap)
         entity.update(value, t)
         assert entity.last_ms is not None
         entity.compact(entity.last_ms)
         snap = entity.snapshot()
         state["s"] = snap
+        live[state.key] = (snap, entity)
         return {"entity": state.key, "t": t, "state": snap,
                 "values": entity.values_at(max(t, entity.last_ms))}
 

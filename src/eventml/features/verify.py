@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,13 +49,17 @@ def verify_served(
     decode: Callable[[bytes], Any] = orjson.loads,
     rel_tol: float = 1e-9,
     timeout_s: float = 120.0,
+    from_offsets: Mapping[int, int] | None = None,
 ) -> SkewReport:
-    """Compare ``sample`` served records (all with ``None``) with historical retrieval."""
+    """Compare ``sample`` served records (all with ``None``) with historical retrieval
+    (of the source from ``from_offsets`` on, if given: the events the pipeline saw)."""
     served = [orjson.loads(r.value) for r in _records(log, served_topic, timeout_s) if r.value is not None]
     if sample is not None and sample < len(served):
         served = random.Random(seed).sample(served, sample)
     rows = [(s["entity"], int(s["t"])) for s in served]
-    historical = get_historical_features(log, view, rows, decode=decode, timeout_s=timeout_s)
+    historical = get_historical_features(
+        log, view, rows, decode=decode, timeout_s=timeout_s, from_offsets=from_offsets
+    )
     names = view.feature_names
     mismatches = 0
     examples: list[str] = []

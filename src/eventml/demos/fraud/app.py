@@ -17,7 +17,9 @@ from eventml.demos.fraud.events import ALERT_TYPE, TRANSACTION_SCHEMA
 from eventml.demos.fraud.features import CardState, featurize
 from eventml.demos.fraud.model import FraudModel
 from eventml.demos.fraud.transaction import Transaction
+from eventml.demos.fraud.views import card_activity
 from eventml.engine import App, Item, KeyState
+from eventml.features import materialize
 from eventml.schema import contract_of
 from eventml.windows import Count, Tumbling
 
@@ -35,6 +37,7 @@ def fraud_app(
     velocity_limit: int = 5,
     partitions: int = 4,
     validate: bool = False,
+    features: bool = False,
     **settings: Any,
 ) -> App:
     """The fraud-scoring app; ``settings`` are :class:`eventml.engine.Settings` fields.
@@ -42,6 +45,8 @@ def fraud_app(
     ``validate`` binds :data:`~eventml.demos.fraud.events.TRANSACTION_SCHEMA` to the
     transactions topic (bare JSON accepted, frames too): a malformed transaction goes
     to ``TRANSACTIONS.dlq`` with the validation errors instead of reaching the model.
+    ``features`` also materializes the :func:`~eventml.demos.fraud.views.card_activity`
+    feature view (online topic, and the values served per transaction).
     """
     app = App(name, broker=broker, **settings)
     contract = contract_of(TRANSACTION_SCHEMA, framed=False) if validate else None
@@ -75,6 +80,8 @@ def fraud_app(
             "features": {n: round(v, 6) for n, v in zip(names, features, strict=True)},
         }
 
+    if features:
+        materialize(app, card_activity(transactions), log_served=True)
     stream = app.stream(tx_topic)
     (stream.process(card_features, state="cards")
         .map_batch(score)

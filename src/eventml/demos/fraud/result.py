@@ -32,6 +32,7 @@ class FraudDemoResult:
     velocity_alerts: int = 0  # cards used velocity_limit+ times in a one-minute window
     schema: str | None = None  # the transactions topic's contract: "SUBJECT v VERSION (id N)"
     dead_letters: int = 0  # transactions that broke it (in TRANSACTIONS.dlq)
+    feature_skew: dict[str, Any] | None = None  # served feature values vs historical (--features)
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -57,6 +58,7 @@ class FraudDemoResult:
             "velocity_alerts": self.velocity_alerts,
             "schema": self.schema,
             "dead_letters": self.dead_letters,
+            "feature_skew": self.feature_skew,
         }
 
 

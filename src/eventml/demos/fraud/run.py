@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
@@ -15,8 +16,11 @@ from eventml.demos.fraud.metrics import percentiles_ms, precision_recall, recall
 from eventml.demos.fraud.model import FraudModel, train_fraud_model
 from eventml.demos.fraud.producer import TransactionProducer
 from eventml.demos.fraud.result import FraudDemoResult
+from eventml.demos.fraud.views import card_activity
 from eventml.engine import App, Guarantee, Item, Stream, Worker
 from eventml.engine.graph import To
+from eventml.features import verify_served
+from eventml.features.online import online_topic
 from eventml.log import BrokerUnavailable, Log
 
 LIVE, HISTORY = 0, 1  # seed streams: the scored transactions and the training history
@@ -47,6 +51,8 @@ def run_fraud_demo(
     guarantee: Guarantee = "exactly_once",
     idle_timeout_s: float = 60.0,
     validate: bool = True,
+    features: bool = False,
+    skew_sample: int = 10_000,
 ) -> FraudDemoResult:
     """Generate ``events`` transactions, append them while the engine scores them
     (:func:`~eventml.demos.fraud.app.fraud_app`, exactly-once by default), and evaluate.
@@ -57,7 +63,9 @@ def run_fraud_demo(
     Topics are created if missing; the run reads only what it appends, so reruns on
     the same log give the same precision and recall. ``validate`` checks every
     transaction against the topic's data contract (registered in the log's schema
-    registry); violations go to the dead-letter topic.
+    registry); violations go to the dead-letter topic. ``features`` materializes the
+    ``card_activity`` feature view too and, after the run, checks ``skew_sample`` of the
+    values it served against point-in-time retrieval of this run's transactions.
     """
     if events < 1:
         raise ValueError(f"events must be >= 1, got {events}")
@@ -81,12 +89,14 @@ def run_fraud_demo(
         max_batch=batch_size,
         auto_offset_reset="latest",  # only what this run appends
         validate=validate,
+        features=features,
     )
     _tap_alerts(app, alerts_topic, in_batch)
     velocity_ids: list[str] = []
     if velocity_topic is not None:
         _tap_alerts(app, velocity_topic, velocity_ids)
     worker = Worker(app, log=log)
+    run_starts = log.end_offsets(transactions_topic)  # this run's transactions come after
     producer = TransactionProducer(
         log,
         transactions_topic,
@@ -154,7 +164,17 @@ def run_fraud_demo(
         velocity_alerts=len(velocity_ids),
         schema=_contract_summary(worker, transactions_topic),
         dead_letters=worker.stats.dead_letters,
+        feature_skew=_skew(log, app.name, transactions_topic, run_starts, skew_sample) if features else None,
     )
+
+
+def _skew(log: Log, app: str, topic: str, starts: dict[int, int], sample: int) -> dict[str, Any]:
+    """The feature view's served values vs point-in-time retrieval of this run's events."""
+    view = card_activity(topic)
+    report = verify_served(
+        log, view, f"{online_topic(app, view)}-served", sample=sample, from_offsets=starts
+    )
+    return report.to_json()
 
 
 def _contract_summary(worker: Worker, topic: str) -> str | None:
