@@ -54,6 +54,10 @@ def _add_optional_groups() -> None:
 
     app.add_typer(views_app, name="views")
 
+    from eventml.cli.features import features_app
+
+    app.add_typer(features_app, name="features")
+
 
 def _version(value: bool) -> None:
     if value:

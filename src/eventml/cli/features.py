@@ -1,0 +1,108 @@
+"""`eventml features verify|get`: check a materialized feature view, read its online values.
+
+The view is named as ``module:attribute`` (a FeatureView, or a function returning one,
+such as ``eventml.demos.fraud.views:card_activity``); ``--app`` is the name of the app
+that materializes it (its topics are ``<app>-features-<view>[-served]``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Annotated, Any
+
+import orjson
+import typer
+
+from eventml.cli._common import DEFAULT_BROKER, BrokerOption, connect, fail
+from eventml.features import FeatureView, OnlineStore, verify_served
+from eventml.features.online import online_topic
+from eventml.log import LogError
+
+features_app = typer.Typer(
+    help="Feature views: check served values against point-in-time retrieval, read online values.",
+    no_args_is_help=True,
+)
+
+ViewArgument = Annotated[str, typer.Argument(help="The view as module:attribute.")]
+AppOption = Annotated[str, typer.Option("--app", "-a", help="Name of the app that materializes it.")]
+
+
+def load_view(spec: str) -> FeatureView:
+    """The FeatureView named by ``module:attribute`` (called first if it is a function)."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        fail(f"name the view as module:attribute, e.g. myfeatures:card_activity (got {spec!r})")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        fail(f"cannot import {module_name!r}: {e}")
+    obj: Any = getattr(module, attr, None)
+    if callable(obj) and not isinstance(obj, FeatureView):
+        try:
+            obj = obj()
+        except TypeError as e:
+            fail(f"{spec}: calling it with no arguments failed ({e})")
+    if not isinstance(obj, FeatureView):
+        fail(f"{spec}: not a FeatureView (got {type(obj).__name__})")
+    return obj
+
+
+@features_app.command("verify")
+def verify(
+    view: ViewArgument,
+    app: AppOption,
+    sample: Annotated[int, typer.Option("--sample", "-n", min=1, help="Served values to check.")] = 10_000,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+    broker: BrokerOption = DEFAULT_BROKER,
+) -> None:
+    """Compare values the pipeline served with point-in-time retrieval (exit 1 on skew)."""
+    spec = load_view(view)
+    served = f"{online_topic(app, spec)}-served"
+    try:
+        with connect(broker) as log:
+            if served not in log.list_topics():
+                fail(f"no served values in {served!r}: materialize the view with log_served=True "
+                     f"in app {app!r} and run it")
+            report = verify_served(log, spec, served, sample=sample, seed=seed)
+    except LogError as e:
+        fail(str(e))
+    if json:
+        typer.echo(orjson.dumps(report.to_json()).decode())
+    else:
+        typer.echo(f"{spec.name}: {report.compared:,} served values vs point-in-time retrieval, "
+                   f"{report.mismatches:,} mismatches")
+        for line in report.examples:
+            typer.echo(f"  {line}")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@features_app.command("get")
+def get(
+    view: ViewArgument,
+    app: AppOption,
+    keys: Annotated[list[str], typer.Argument(help="Entity keys.")],
+    at_ms: Annotated[
+        int | None, typer.Option("--at-ms", help="As of this time (default: the view's stream time).")
+    ] = None,
+    broker: BrokerOption = DEFAULT_BROKER,
+) -> None:
+    """Online values of KEYS, one JSON object per key."""
+    spec = load_view(view)
+    topic = online_topic(app, spec)
+    try:
+        with connect(broker) as log:
+            if topic not in log.list_topics():
+                fail(f"no online topic {topic!r}: is {spec.name!r} materialized by app {app!r}?")
+            store = OnlineStore(log, spec, topic)
+            store.refresh()
+            rows = store.get_online_features(keys, at_ms=at_ms)
+    except LogError as e:
+        fail(str(e))
+    for key, row in zip(keys, rows, strict=True):
+        typer.echo(orjson.dumps({"key": key, **row}).decode())
