@@ -26,7 +26,7 @@ import orjson
 
 from eventml.engine import App, KeyState
 from eventml.features.spec import FeatureView
-from eventml.features.state import EntityState
+from eventml.features.state import EntityState, json_snapshot
 from eventml.log.base import Log, LogError, TopicPartition
 from eventml.state._tail import read_rows
 
@@ -58,30 +58,39 @@ def materialize(app: App, view: FeatureView, *, log_served: bool = False, rekey:
     if rekey:
         stream = stream.key_by(view.key_of)
 
-    # the live EntityState per key, reused while the store still holds the very snapshot
+    # the live EntityState per key, reused while the store still holds the very state
     # object it last wrote (after a rollback or a restore it holds another: rebuild)
     live: dict[str, tuple[object, EntityState]] = {}
 
     def fold(value: Any, state: KeyState) -> dict[str, Any]:
         t = view.time_of(value, state.time_ms)
-        snap = state.get("s")
+        raw = state.get("s")
         hit = live.pop(state.key, None)  # back only once this event is folded in whole
-        if hit is not None and snap is not None and hit[0] is snap:
+        if hit is not None and raw is not None and hit[0] is raw:
             entity = hit[1]
         else:
-            entity = EntityState(view) if snap is None else EntityState.restore(view, snap)
+            entity = EntityState(view) if raw is None else EntityState.from_raw(view, raw)
         entity.update(value, t)
         assert entity.last_ms is not None
         entity.compact(entity.last_ms)
-        snap = entity.snapshot()
-        state["s"] = snap
-        live[state.key] = (snap, entity)
-        return {"entity": state.key, "t": t, "state": snap,
+        raw = entity.raw()
+        state["s"] = raw
+        live[state.key] = (raw, entity)
+        return {"entity": state.key, "t": t, "raw": raw,
                 "values": entity.values_at(max(t, entity.last_ms))}
+
+    def newest_per_entity(values: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
+        """One online record per entity and batch (its newest state, as JSON)."""
+        last = {v["entity"]: i for i, v in enumerate(values)}
+        return [
+            {"entity": v["entity"], "t": v["t"], "state": json_snapshot(v["raw"])}
+            if last[v["entity"]] == i else None
+            for i, v in enumerate(values)
+        ]
 
     folded = stream.process(fold, state=store)
     online = app.topic(topics.online, partitions=source.partitions, compact=True)
-    folded.map(lambda v: {"entity": v["entity"], "t": v["t"], "state": v["state"]}).to(online)
+    folded.map_batch(newest_per_entity).filter(lambda v: v is not None).to(online)
     if topics.served is not None:
         served = app.topic(topics.served, partitions=source.partitions)
         folded.map(lambda v: {"entity": v["entity"], "t": v["t"], "values": v["values"]}).to(served)

@@ -136,13 +136,31 @@ class EntityState:
         before = self.last_ms if time_ms > self.last_ms else self.previous_ms
         return None if before is None else (time_ms - before) / 1000
 
+    def raw(self) -> RawState:
+        """The state as plain Python data, cheap to take (C-level copies): for state
+        stores, which pickle it. :meth:`snapshot` is the JSON form."""
+        return (
+            self.last_ms,
+            self.previous_ms,
+            tuple(None if t is None else (tuple(t.order), dict(t.acc)) for t in self._tiles),
+        )
+
+    @classmethod
+    def from_raw(cls, view: FeatureView, raw: RawState) -> EntityState:
+        """The state :meth:`raw` took, for ``view`` (the same features)."""
+        state = cls(view)
+        state.last_ms, state.previous_ms, saved = raw
+        if len(saved) != len(state._tiles):
+            raise ValueError(f"state of {len(saved)} features, view {view.name!r} has {len(state._tiles)}")
+        for tiles, kept in zip(state._tiles, saved, strict=True):
+            if tiles is not None and kept is not None:
+                tiles.order, tiles.acc = list(kept[0]), dict(kept[1])
+        return state
+
     def snapshot(self) -> dict[str, Any]:
         """The state as JSON-able data (no references to the view): per windowed
         feature its ``[tile, accumulator]`` pairs, and the two newest event times."""
-        tiles = [
-            None if t is None else [[i, _acc_out(t.acc[i])] for i in t.order] for t in self._tiles
-        ]
-        return {"v": 1, "last": self.last_ms, "prev": self.previous_ms, "tiles": tiles}
+        return json_snapshot(self.raw())
 
     @classmethod
     def restore(cls, view: FeatureView, snap: dict[str, Any]) -> EntityState:
@@ -164,6 +182,16 @@ class EntityState:
         for tiles in self._tiles:
             if tiles is not None:
                 tiles.expire(now_ms // tiles.tile - tiles.tiles + 1)
+
+
+RawState = tuple[int | None, int | None, tuple[tuple[tuple[int, ...], dict[int, Any]] | None, ...]]
+
+
+def json_snapshot(raw: RawState) -> dict[str, Any]:
+    """:meth:`EntityState.raw` as the JSON form :meth:`EntityState.restore` reads."""
+    last, previous, saved = raw
+    tiles = [None if kept is None else [[i, _acc_out(kept[1][i])] for i in kept[0]] for kept in saved]
+    return {"v": 1, "last": last, "prev": previous, "tiles": tiles}
 
 
 def _acc_out(acc: Any) -> Any:
