@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -25,7 +23,7 @@ from eventml.features import (
     since_last,
     total,
 )
-from eventml.log import Log, Message, TopicSpec, open_log
+from eventml.log import Log, Message, TopicSpec
 
 T0 = 1_700_000_000_000
 VIEW_FEATURES = [
@@ -117,19 +115,6 @@ def check_point_in_time(got: list[dict[str, Any]], want: list[dict[str, Any]], r
             if not same:
                 bad.append(f"{card}@{t} {name}: got {actual!r}, want {expected!r}")
     return bad
-
-
-@pytest.fixture(params=["memory", "embedded", pytest.param("kafka", marks=pytest.mark.kafka)])
-def log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Log]:
-    if request.param == "memory":
-        url = f"memory://{uuid.uuid4().hex[:6]}"
-    elif request.param == "embedded":
-        url = f"embedded://{tmp_path}/data"
-    else:
-        url = f"kafka://{request.getfixturevalue('kafka_bootstrap')}"
-    opened = open_log(url)
-    yield opened
-    opened.close()
 
 
 def _append(log: Log, events: list[Event], partitions: int = 3) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -53,24 +52,6 @@ def obj(required: list[str] | None = None, **props: str) -> str:
     if required:
         doc["required"] = required
     return orjson.dumps(doc).decode()
-
-
-@pytest.fixture(params=["memory", "embedded", pytest.param("kafka", marks=pytest.mark.kafka)])
-def log_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "memory":
-        yield "memory://"
-    elif request.param == "embedded":
-        yield f"embedded://{tmp_path / 'data'}"
-    else:
-        bootstrap = request.getfixturevalue("kafka_bootstrap")
-        yield f"kafka://{bootstrap}"
-
-
-@pytest.fixture
-def log(log_url: str) -> Iterator[Log]:
-    opened = open_log(log_url)
-    yield opened
-    opened.close()
 
 
 @pytest.fixture

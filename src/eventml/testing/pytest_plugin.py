@@ -9,6 +9,9 @@ Fixtures:
   where it fails: CI must never silently skip the Kafka tests.
 * ``kafka_topic_name`` (function): a unique topic name for the test,
   ``pytest_<sanitized test name>_<8 hex>``.
+* ``log_url`` (parametrized: memory, embedded, kafka) and ``log`` (that log, opened
+  and closed): run one test against every backend (the Kafka case is marked
+  ``kafka``).
 
 This module loads in every pytest run, so it imports nothing heavy at import
 time: the broker module (stdlib only) and confluent_kafka are imported inside
@@ -21,8 +24,12 @@ import os
 import re
 import uuid
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from eventml.log.base import Log
 
 _TOPIC_NAME_MAX = 200  # Kafka allows 249; leave room for suffixes tests may add
 
@@ -71,6 +78,27 @@ def kafka_bootstrap() -> Iterator[str]:
         yield broker.bootstrap
     finally:
         broker.stop()
+
+
+@pytest.fixture(params=["memory", "embedded", pytest.param("kafka", marks=pytest.mark.kafka)])
+def log_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Each backend in turn: a memory log of its own name, an embedded log in a fresh
+    directory, the session's Kafka broker. Opening the URL twice gives the same log."""
+    if request.param == "memory":
+        return f"memory://t{uuid.uuid4().hex[:10]}"
+    if request.param == "embedded":
+        return f"embedded://{tmp_path_factory.mktemp('log')}/data"
+    return f"kafka://{request.getfixturevalue('kafka_bootstrap')}"
+
+
+@pytest.fixture
+def log(log_url: str) -> Iterator[Log]:
+    """The log at :func:`log_url`, closed after the test."""
+    from eventml.log import open_log
+
+    opened = open_log(log_url)
+    yield opened
+    opened.close()
 
 
 @pytest.fixture
