@@ -50,7 +50,8 @@ def test_verify_and_get(tmp_path: Path) -> None:
         (("verify", "myfeatures:view", "--app", "other"), "no served values"),
         (("verify", "myfeatures", "--app", app), "module:attribute"),
         (("verify", "nosuchmodule:view", "--app", app), "cannot import"),
-        (("get", "myfeatures:MODULE", "--app", app, "k"), "not a FeatureView"),
+        (("get", "myfeatures:HOUR", "--app", app, "k"), "not a FeatureView"),
+        (("get", "myfeatures:nothing", "--app", app, "k"), "has no attribute"),
     ]:
         bad = cli(tmp_path, url, *args)
         assert bad.returncode != 0 and "Traceback" not in bad.stderr, bad.stderr

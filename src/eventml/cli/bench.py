@@ -15,6 +15,12 @@ from eventml.cli._common import DEFAULT_BROKER, BrokerOption, err_console, fail
 bench_app = typer.Typer(help="Benchmarks that print JSON and a table.", no_args_is_help=True)
 console = Console(highlight=False)
 
+# every benchmark prints a table, or one JSON object, and can keep the JSON in a file
+JsonOption = Annotated[bool, typer.Option("--json", help="Only one JSON object on stdout.")]
+OutOption = Annotated[
+    Path | None, typer.Option("--out", "-o", help="Also write the JSON object to this file.")
+]
+
 
 @bench_app.command("log")
 def log(
@@ -38,10 +44,8 @@ def log(
     no_baseline: Annotated[
         bool, typer.Option("--no-baseline", help="Skip the raw sqlite3 / confluent-kafka run.")
     ] = False,
-    json: Annotated[bool, typer.Option("--json", help="Only one JSON object on stdout.")] = False,
-    out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Also write the JSON object to this file.")
-    ] = None,
+    json: JsonOption = False,
+    out: OutOption = None,
     broker: BrokerOption = DEFAULT_BROKER,
 ) -> None:
     """Append throughput (batched) and fresh-group read throughput, eventml vs the raw client."""
@@ -82,10 +86,8 @@ def state(
     batch_size: Annotated[
         int, typer.Option("--batch-size", help="Keys per transaction while writing.")
     ] = 100_000,
-    json: Annotated[bool, typer.Option("--json", help="Only one JSON object on stdout.")] = False,
-    out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Also write the JSON object to this file.")
-    ] = None,
+    json: JsonOption = False,
+    out: OutOption = None,
     broker: BrokerOption = DEFAULT_BROKER,
 ) -> None:
     """State restore: write N keys to one partition's store, time opening them again."""
@@ -182,10 +184,8 @@ def pipeline(
     keep_topics: Annotated[
         bool, typer.Option("--keep-topics", help="Leave the benchmark's topics in the log.")
     ] = False,
-    json: Annotated[bool, typer.Option("--json", help="Only one JSON object on stdout.")] = False,
-    out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Also write the JSON object to this file.")
-    ] = None,
+    json: JsonOption = False,
+    out: OutOption = None,
     broker: BrokerOption = DEFAULT_BROKER,
 ) -> None:
     """The fraud pipeline's throughput and end-to-end latency, next to a raw pass-through."""
@@ -248,10 +248,8 @@ def schema(
     events: Annotated[
         int, typer.Option("--events", "-n", help="Events decoded and validated per measurement.")
     ] = 200_000,
-    json: Annotated[bool, typer.Option("--json", help="Only one JSON object on stdout.")] = False,
-    out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Also write the JSON object to this file.")
-    ] = None,
+    json: JsonOption = False,
+    out: OutOption = None,
 ) -> None:
     """JSON Schema validation cost per event: orjson alone, compiled validator, jsonschema, Avro."""
     _at_least(("--events", events, 1))
@@ -269,10 +267,8 @@ def features(
     broker: Annotated[
         str | None, typer.Option("--broker", "-b", help="Log URL (default: a temporary embedded log).")
     ] = None,
-    json: Annotated[bool, typer.Option("--json", help="Only one JSON object on stdout.")] = False,
-    out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Also write the JSON object to this file.")
-    ] = None,
+    json: JsonOption = False,
+    out: OutOption = None,
 ) -> None:
     """Feature store: point-in-time retrieval (time, peak RSS) and online lookup latency."""
     _at_least(("--events", events, 1), ("--rows", rows, 1), ("--keys", keys, 1))

@@ -7,14 +7,12 @@ that materializes it (its topics are ``<app>-features-<view>[-served]``).
 
 from __future__ import annotations
 
-import importlib
-import os
-import sys
 from typing import Annotated, Any
 
 import orjson
 import typer
 
+from eventml._spec import import_attribute
 from eventml.cli._common import DEFAULT_BROKER, BrokerOption, connect, fail
 from eventml.features import FeatureView, OnlineStore, verify_served
 from eventml.features.online import online_topic
@@ -31,16 +29,10 @@ AppOption = Annotated[str, typer.Option("--app", "-a", help="Name of the app tha
 
 def load_view(spec: str) -> FeatureView:
     """The FeatureView named by ``module:attribute`` (called first if it is a function)."""
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        fail(f"name the view as module:attribute, e.g. myfeatures:card_activity (got {spec!r})")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        fail(f"cannot import {module_name!r}: {e}")
-    obj: Any = getattr(module, attr, None)
+        obj: Any = import_attribute(spec, "myfeatures:card_activity")
+    except ValueError as e:
+        fail(str(e))
     if callable(obj) and not isinstance(obj, FeatureView):
         try:
             obj = obj()

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import multiprocessing as mp
-import os
 import signal
-import sys
 import time
 from types import FrameType
 from typing import Any
 
+from eventml._spec import import_attribute
 from eventml.engine.app import App
 
 _log = logging.getLogger(__name__)
@@ -19,18 +17,9 @@ _log = logging.getLogger(__name__)
 
 def load_app(spec: str) -> App:
     """The :class:`App` named by ``"module:attribute"`` (the current directory is importable)."""
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise ValueError(f"name the app as module:attribute, e.g. pipelines.fraud:app (got {spec!r})")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise ValueError(f"cannot import {module_name!r}: {e}") from e
-    app = getattr(module, attr, None)
+    app = import_attribute(spec, "pipelines.fraud:app")
     if not isinstance(app, App):
-        raise ValueError(f"{spec}: {attr!r} is not an eventml App (got {type(app).__name__})")
+        raise ValueError(f"{spec}: {spec.partition(':')[2]!r} is not an eventml App (got {type(app).__name__})")
     return app
 
 

@@ -7,11 +7,9 @@ registry object of your own, or :class:`Views`).
 
 from __future__ import annotations
 
-import importlib
-import os
-import sys
 from collections.abc import Iterable, Iterator, Mapping
 
+from eventml._spec import import_attribute
 from eventml.views.projection import InvalidProjection, Projection
 
 
@@ -48,19 +46,11 @@ def load_views(spec: str) -> Views:
 
     Raises :class:`InvalidProjection` with a one-line reason when it cannot.
     """
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise InvalidProjection(
-            f"name the views as module:attribute, e.g. myviews:views (got {spec!r})")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise InvalidProjection(f"cannot import {module_name!r}: {e}") from e
-    if not hasattr(module, attr):
-        raise InvalidProjection(f"{spec}: module {module_name!r} has no attribute {attr!r}")
-    return as_views(getattr(module, attr), spec)
+        obj = import_attribute(spec, "myviews:views")
+    except ValueError as e:
+        raise InvalidProjection(str(e)) from None
+    return as_views(obj, spec)
 
 
 def as_views(obj: object, where: str = "the object") -> Views:
