@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,9 +32,11 @@ from eventml.demos.fraud.events import (
 from eventml.demos.fraud.generator import GeneratorConfig
 from eventml.demos.fraud.model import choose_threshold, training_set
 from eventml.demos.fraud.patterns import PATTERNS
+from eventml.demos.fraud.profile import risk_tier
 from eventml.demos.fraud.run import redact_url
 from eventml.events import from_record, to_message
 from eventml.log import ConsumerConfig, Log, Record, open_log
+from eventml.views import ViewStore
 
 MIN = 60_000
 T0 = 1_709_251_200_000  # 2024-03-01T00:00:00Z
@@ -272,7 +275,7 @@ def durable_log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Log]
         log.close()
 
 
-def test_runs_unchanged_on_durable_logs(durable_log: Log, model: FraudModel) -> None:
+def test_runs_unchanged_on_durable_logs(durable_log: Log, model: FraudModel, tmp_path: Path) -> None:
     suffix = uuid.uuid4().hex[:8]
     tx_topic, alerts_topic = f"tx-{suffix}", f"alerts-{suffix}"
     result = run_fraud_demo(
@@ -281,13 +284,27 @@ def test_runs_unchanged_on_durable_logs(durable_log: Log, model: FraudModel) -> 
         model=model,
         transactions_topic=tx_topic,
         alerts_topic=alerts_topic,
+        views_db=tmp_path / "card_risk.sqlite",
     )
     assert result.events == 4_000 and result.alerts > 0
     assert result.topics == (tx_topic, alerts_topic)
     alerts = read_topic(durable_log, alerts_topic)
-    ids = {from_record(r).id for r in read_topic(durable_log, tx_topic)}
+    transactions = read_topic(durable_log, tx_topic)
+    ids = {from_record(r).id for r in transactions}
     assert len(alerts) == result.alerts
     assert {from_record(r).data["transaction_id"] for r in alerts} <= ids
+
+    # the card_risk read model folded every transaction and every alert exactly once
+    rows = dict(ViewStore(tmp_path / "card_risk.sqlite").query(limit=10_000))
+    expected_tx = Counter(r.key.decode() for r in transactions if r.key is not None)
+    expected_alerts = Counter(from_record(r).key for r in alerts)
+    assert {k: v["transactions"] for k, v in rows.items()} == dict(expected_tx)
+    assert {k: v["alerts"] for k, v in rows.items() if v["alerts"]} == dict(expected_alerts)
+    assert all(v["risk"] == risk_tier(v["alerts"], v["max_score"]) for v in rows.values())
+    profiles = result.risk_profiles
+    assert profiles is not None and profiles["cards"] == len(expected_tx)
+    assert profiles["events"] == len(transactions) + len(alerts) and profiles["dead_letters"] == 0
+    assert profiles["by_risk"]["high"] == sum(v["risk"] == "high" for v in rows.values())
 
 
 def test_feature_view_served_values_have_no_skew_across_two_runs(

@@ -135,6 +135,16 @@ def _summary(result: dict[str, object]) -> Table:
             f"card_activity: {skew['compared']:,} served values vs point-in-time retrieval, "
             f"{skew['mismatches']:,} mismatches",
         ))
+    profiles = result.get("risk_profiles")
+    if isinstance(profiles, dict):
+        rows.append((
+            "read model",
+            f"{profiles['view']}: {profiles['cards']:,} cards ({profiles['by_risk']['high']:,} high, "
+            f"{profiles['by_risk']['elevated']:,} elevated risk), {profiles['events']:,} events "
+            f"folded at {profiles['events_per_s']:,.0f}/s",
+        ))
+        rows.append(("  query it", f"eventml views query {profiles['view']} --where risk=high "
+                                   "--app eventml.demos.fraud.profile:views"))
     for name, value in rows:
         table.add_row(name, value)
     return table

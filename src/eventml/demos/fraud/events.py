@@ -1,4 +1,5 @@
-"""The demo's events on the log: ``card.transaction`` in, ``fraud.alert`` out."""
+"""The demo's events on the log: ``card.transaction`` in, ``fraud.alert`` out, and the
+``card.chargeback`` labels that arrive days later."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from eventml.events import Event
 SOURCE = "eventml/demos/fraud"
 TRANSACTION_TYPE = "card.transaction"
 ALERT_TYPE = "fraud.alert"
+CHARGEBACK_TYPE = "card.chargeback"
 
 
 #: The ``card.transaction`` data as a JSON Schema: the transactions topic's data contract.
@@ -98,4 +100,23 @@ def alert_event(
         time=ms_to_datetime(tx.time_ms),
         subject=transaction_id,
         data=data,
+    )
+
+
+def chargeback_event(transaction_id: str, tx: Transaction, delay_ms: int) -> Event:
+    """A ``card.chargeback``: the cardholder disputes transaction ``transaction_id``, which
+    confirms it as fraud ``delay_ms`` after it happened (the event's time). Only confirmed
+    fraud gets one: a labels topic of positives, as card networks deliver them."""
+    return Event(
+        type=CHARGEBACK_TYPE,
+        source=SOURCE,
+        key=tx.card_id,
+        time=ms_to_datetime(tx.time_ms + delay_ms),
+        subject=transaction_id,
+        data={
+            "transaction_id": transaction_id,
+            "card_id": tx.card_id,
+            "transaction_time_ms": tx.time_ms,
+            "amount": tx.amount,
+        },
     )

@@ -33,6 +33,8 @@ class FraudDemoResult:
     schema: str | None = None  # the transactions topic's contract: "SUBJECT v VERSION (id N)"
     dead_letters: int = 0  # transactions that broke it (in TRANSACTIONS.dlq)
     feature_skew: dict[str, Any] | None = None  # served feature values vs historical (--features)
+    chargebacks: int = 0  # delayed labels appended after the run (one per fraudulent transaction)
+    risk_profiles: dict[str, Any] | None = None  # the card_risk read model after the run
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -59,6 +61,8 @@ class FraudDemoResult:
             "schema": self.schema,
             "dead_letters": self.dead_letters,
             "feature_skew": self.feature_skew,
+            "chargebacks": self.chargebacks,
+            "risk_profiles": self.risk_profiles,
         }
 
 

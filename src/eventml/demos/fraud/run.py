@@ -2,28 +2,36 @@
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
 from eventml.demos.fraud.app import fraud_app
-from eventml.demos.fraud.generator import generate_transactions
+from eventml.demos.fraud.events import chargeback_event
+from eventml.demos.fraud.generator import GeneratedTransactions, generate_transactions
 from eventml.demos.fraud.metrics import percentiles_ms, precision_recall, recall_by_pattern
 from eventml.demos.fraud.model import FraudModel, train_fraud_model
 from eventml.demos.fraud.producer import TransactionProducer
+from eventml.demos.fraud.profile import card_risk
 from eventml.demos.fraud.result import FraudDemoResult
 from eventml.demos.fraud.views import card_activity
 from eventml.engine import App, Guarantee, Item, Stream, Worker
 from eventml.engine.graph import To
+from eventml.events import to_message
 from eventml.features import verify_served
 from eventml.features.online import online_topic
-from eventml.log import BrokerUnavailable, Log
+from eventml.log import BrokerUnavailable, Log, TopicSpec
+from eventml.views import ProjectionRunner
 
-LIVE, HISTORY = 0, 1  # seed streams: the scored transactions and the training history
+LIVE, HISTORY, CHARGEBACKS = 0, 1, 2  # seed streams: scored transactions, history, labels
+DAY_MS = 86_400_000
 DEFAULT_HISTORY_EVENTS = 100_000
 PRODUCER_BATCH = 500
 
@@ -53,6 +61,9 @@ def run_fraud_demo(
     validate: bool = True,
     features: bool = False,
     skew_sample: int = 10_000,
+    chargebacks_topic: str | None = "chargebacks",
+    profiles: bool = True,
+    views_db: Path | None = None,
 ) -> FraudDemoResult:
     """Generate ``events`` transactions, append them while the engine scores them
     (:func:`~eventml.demos.fraud.app.fraud_app`, exactly-once by default), and evaluate.
@@ -66,6 +77,11 @@ def run_fraud_demo(
     registry); violations go to the dead-letter topic. ``features`` materializes the
     ``card_activity`` feature view too and, after the run, checks ``skew_sample`` of the
     values it served against point-in-time retrieval of this run's transactions.
+    ``chargebacks_topic`` then gets a ``card.chargeback`` for each fraudulent transaction
+    of the run, dated days after it (the delayed labels what-if replays are judged by).
+    ``profiles`` then brings the ``card_risk`` read model
+    (:mod:`~eventml.demos.fraud.profile`) up to date, in ``views_db`` (default: the
+    view's file in the data directory).
     """
     if events < 1:
         raise ValueError(f"events must be >= 1, got {events}")
@@ -132,6 +148,9 @@ def run_fraud_demo(
         raise producer.error
 
     position = {event_id: i for i, event_id in enumerate(producer.event_ids)}
+    chargebacks = 0
+    if chargebacks_topic is not None:
+        chargebacks = _append_chargebacks(log, chargebacks_topic, live, producer.event_ids, seed)
     alerted = np.zeros(events, dtype=np.bool_)
     for tx_id in alerted_at:
         alerted[position[tx_id]] = True
@@ -165,7 +184,45 @@ def run_fraud_demo(
         schema=_contract_summary(worker, transactions_topic),
         dead_letters=worker.stats.dead_letters,
         feature_skew=_skew(log, app.name, transactions_topic, run_starts, skew_sample) if features else None,
+        chargebacks=chargebacks,
+        risk_profiles=_profiles(log, transactions_topic, alerts_topic, views_db) if profiles else None,
     )
+
+
+def _append_chargebacks(
+    log: Log, topic: str, live: GeneratedTransactions, event_ids: list[str], seed: int
+) -> int:
+    """One ``card.chargeback`` per fraudulent transaction, 1 to 60 days later (median ~7)."""
+    rng = np.random.default_rng((seed, CHARGEBACKS))
+    fraud = np.flatnonzero(live.labels)
+    delays = np.clip(rng.lognormal(np.log(7 * DAY_MS), 0.8, len(fraud)), DAY_MS, 60 * DAY_MS)
+    events = [chargeback_event(event_ids[i], live.transactions[i], int(d))
+              for i, d in zip(fraud.tolist(), delays.tolist(), strict=True)]
+    if topic not in log.list_topics():
+        log.create_topic(TopicSpec(topic, partitions=1), exist_ok=True)
+    for first in range(0, len(events), PRODUCER_BATCH):
+        log.append(topic, [to_message(e) for e in events[first:first + PRODUCER_BATCH]])
+    return len(events)
+
+
+def _profiles(log: Log, transactions: str, alerts: str, db: Path | None) -> dict[str, Any]:
+    """Catch the ``card_risk`` read model up with the transactions and alerts so far."""
+    view = card_risk(transactions, alerts)
+    with contextlib.ExitStack() as cleanup:
+        temporary = db is None and log.url.startswith("memory:")
+        if temporary:  # the log dies with the process: so does the view
+            db = Path(cleanup.enter_context(tempfile.TemporaryDirectory())) / f"{view.name}.sqlite"
+        runner = cleanup.enter_context(ProjectionRunner(log, view, db))
+        run = runner.catch_up(timeout_s=120.0)
+        return {
+            "view": view.name,
+            "cards": runner.count(),
+            "by_risk": {tier: runner.count({"risk": tier}) for tier in ("high", "elevated")},
+            "events": run.events,
+            "events_per_s": round(run.events_per_s, 1),
+            "dead_letters": run.dead_lettered,
+            "db": None if temporary else str(runner.path),
+        }
 
 
 def _skew(log: Log, app: str, topic: str, starts: dict[int, int], sample: int) -> dict[str, Any]:
