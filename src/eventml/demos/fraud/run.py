@@ -7,6 +7,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -15,12 +16,17 @@ import numpy as np
 
 from eventml.demos.fraud.app import fraud_app
 from eventml.demos.fraud.events import chargeback_event
-from eventml.demos.fraud.generator import GeneratedTransactions, generate_transactions
+from eventml.demos.fraud.generator import (
+    GeneratedTransactions,
+    GeneratorConfig,
+    generate_transactions,
+)
 from eventml.demos.fraud.metrics import percentiles_ms, precision_recall, recall_by_pattern
 from eventml.demos.fraud.model import FraudModel, train_fraud_model
 from eventml.demos.fraud.producer import TransactionProducer
 from eventml.demos.fraud.profile import card_risk
 from eventml.demos.fraud.result import FraudDemoResult
+from eventml.demos.fraud.transaction import datetime_to_ms
 from eventml.demos.fraud.views import card_activity
 from eventml.engine import App, Guarantee, Item, Stream, Worker
 from eventml.engine.graph import To
@@ -71,8 +77,9 @@ def run_fraud_demo(
     ``progress`` is called with the number of transactions scored so far.
     ``model`` defaults to :func:`train_demo_model` (``seed``, ``history_events``).
     ``rate_eps`` paces the producer (default: as fast as the log takes them).
-    Topics are created if missing; the run reads only what it appends, so reruns on
-    the same log give the same precision and recall. ``validate`` checks every
+    Topics are created if missing; the run reads only what it appends, and its event
+    times continue the topic's timeline by whole days, so reruns on the same log give
+    the same precision and recall. ``validate`` checks every
     transaction against the topic's data contract (registered in the log's schema
     registry); violations go to the dead-letter topic. ``features`` materializes the
     ``card_activity`` feature view too and, after the run, checks ``skew_sample`` of the
@@ -89,7 +96,8 @@ def run_fraud_demo(
     if model is None:
         model = train_demo_model(seed, history_events)
     train_seconds = time.perf_counter() - train_started
-    live = generate_transactions(events, seed=(seed, LIVE))
+    config = GeneratorConfig(start=_next_start(log, transactions_topic, GeneratorConfig().start))
+    live = generate_transactions(events, seed=(seed, LIVE), config=config)
 
     alerted_at: dict[str, float] = {}  # alert's transaction id -> clock() when committed
     in_batch: list[str] = []
@@ -187,6 +195,28 @@ def run_fraud_demo(
         chargebacks=chargebacks,
         risk_profiles=_profiles(log, transactions_topic, alerts_topic, views_db) if profiles else None,
     )
+
+
+def _next_start(log: Log, topic: str, start: datetime) -> datetime:
+    """``start``, moved on by whole days past the topic's newest event time: each run on
+    a log continues its timeline (so a time window holds one run's events), and the
+    same seed gives the same transactions (times of day included), shifted."""
+    if topic not in log.list_topics():
+        return start
+    ends = log.end_offsets(topic)
+
+    def free(days: int) -> bool:  # no event at or after start + days?
+        return log.offsets_for_time(topic, datetime_to_ms(start + timedelta(days=days))) == ends
+
+    if free(0):
+        return start
+    low, high = 0, 1  # invariant: not free(low); find the first free day by doubling, then bisect
+    while not free(high):
+        low, high = high, high * 2
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if free(middle) else (middle, high)
+    return start + timedelta(days=high)
 
 
 def _append_chargebacks(
