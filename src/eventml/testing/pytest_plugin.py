@@ -1,4 +1,4 @@
-"""pytest plugin (entry point ``pytest11: eventml``): a real Kafka broker for tests.
+"""pytest plugin (entry point ``pytest11: eventml``): real Kafka and PostgreSQL servers for tests.
 
 Fixtures:
 
@@ -7,8 +7,17 @@ Fixtures:
   throwaway :class:`~eventml.testing.kafka.KafkaBroker` for the session.
   If no broker can be started the test is skipped, except under ``CI=true``
   where it fails: CI must never silently skip the Kafka tests.
+* ``redis_url`` (session): ``"redis://127.0.0.1:PORT"`` of a real redis-server. Uses
+  ``$EVENTML_REDIS_URL`` when set and it answers, else starts a throwaway
+  :class:`~eventml.testing.redis.RedisServer` for the session; if none can be
+  started the test is skipped, except under ``CI=true`` where it fails.
 * ``kafka_topic_name`` (function): a unique topic name for the test,
   ``pytest_<sanitized test name>_<8 hex>``.
+* ``postgres_dsn`` (session): ``"postgresql://postgres@127.0.0.1:PORT/eventml"`` of a
+  real PostgreSQL server. Uses ``$EVENTML_POSTGRES_DSN`` when set and it answers,
+  else starts a throwaway cluster (:class:`~eventml.testing.postgres.PostgresCluster`,
+  Debian's server binaries) in a temporary directory. Skipped when impossible, failed
+  under ``CI=true``. Tests that share it should use their own schema or table names.
 * ``log_url`` (parametrized: memory, embedded, kafka) and ``log`` (that log, opened
   and closed): run one test against every backend (the Kafka case is marked
   ``kafka``).
@@ -44,6 +53,10 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line(
             "markers", "kafka: needs a real Kafka broker (started by the session fixture)"
         )
+    if not any(str(line).split(":", 1)[0].strip() == "postgres" for line in markers):
+        config.addinivalue_line(
+            "markers", "postgres: needs a real PostgreSQL server (the postgres_dsn fixture)"
+        )
 
 
 @pytest.fixture(scope="session")
@@ -78,6 +91,72 @@ def kafka_bootstrap() -> Iterator[str]:
         yield broker.bootstrap
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """URL ("redis://127.0.0.1:PORT") of a real redis-server for this session."""
+    from eventml.testing.redis import RedisServer, RedisUnavailable, check_url
+
+    external = os.environ.get("EVENTML_REDIS_URL", "").strip()
+    if external:
+        try:
+            check_url(external)
+        except RedisUnavailable:
+            external = ""  # not answering: start one of our own below
+    if external:
+        yield external
+        return
+
+    server = RedisServer()
+    failure: RedisUnavailable | None = None
+    try:
+        server.start()
+    except RedisUnavailable as exc:
+        failure = exc
+    if failure is not None:
+        if _in_ci():
+            pytest.fail(f"Redis unavailable: {failure.reason}", pytrace=False)
+        pytest.skip(f"Redis unavailable: {failure.reason}")
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    """URL ("postgresql://postgres@127.0.0.1:PORT/eventml") of a real PostgreSQL server."""
+    import tempfile
+
+    from eventml.testing.postgres import PostgresCluster, PostgresUnavailable, check_dsn
+
+    external = os.environ.get("EVENTML_POSTGRES_DSN", "").strip()
+    if external:
+        try:
+            check_dsn(external, timeout=10.0)
+        except PostgresUnavailable:
+            external = ""  # not answering: start one of our own below
+    if external:
+        yield external
+        return
+
+    cluster = PostgresCluster(tempfile.mkdtemp(prefix="eventml-postgres-"))
+    failure: PostgresUnavailable | None = None
+    try:
+        dsn = cluster.start()
+        check_dsn(dsn, timeout=10.0)
+    except PostgresUnavailable as exc:
+        failure = exc
+    if failure is not None:
+        cluster.remove()
+        if _in_ci():
+            pytest.fail(f"PostgreSQL unavailable: {failure}", pytrace=False)
+        pytest.skip(f"PostgreSQL unavailable: {failure.reason}")
+    try:
+        yield dsn
+    finally:
+        cluster.remove()
 
 
 @pytest.fixture(params=["memory", "embedded", pytest.param("kafka", marks=pytest.mark.kafka)])
