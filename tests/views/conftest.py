@@ -1,4 +1,5 @@
-"""View tests run the runner on every log backend: memory, embedded and a real Kafka broker."""
+"""View tests run the runner on every log backend (memory, embedded and a real Kafka broker)
+and the view stores on both backends (SQLite files and a real PostgreSQL server)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import orjson
 import pytest
 
 from eventml.log import Log, Message, TopicSpec, open_log
-from eventml.views import EventMeta, Projection, Table
+from eventml.views import EventMeta, Projection, RowStore, Table, open_view_store
 
 
 @dataclass
@@ -40,6 +41,51 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
         yield b
     finally:
         b.log.close()
+
+
+@dataclass
+class ViewDb:
+    """Where the test's views live: SQLite files in a temporary directory, or a schema of
+    their own in the session's PostgreSQL database."""
+
+    kind: str
+    where: str | Path
+
+    def target(self, view: str = "v") -> str | Path:
+        """What ``ProjectionRunner(db_path=...)`` and ``open_view_store`` take for ``view``."""
+        return self.where if isinstance(self.where, str) else self.where / f"{view}.sqlite"
+
+    def open(self, view: str = "v", indexed: tuple[str, ...] = ()) -> RowStore:
+        return open_view_store(self.target(view), view, indexed)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def view_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ViewDb]:
+    if request.param == "sqlite":
+        yield ViewDb("sqlite", tmp_path)
+        return
+    yield from _postgres_schema(request.getfixturevalue("postgres_dsn"))
+
+
+@pytest.fixture
+def pg_db(postgres_dsn: str) -> Iterator[ViewDb]:
+    """PostgreSQL only: a schema of the test's own."""
+    yield from _postgres_schema(postgres_dsn)
+
+
+def _postgres_schema(dsn: str) -> Iterator[ViewDb]:
+    import psycopg
+
+    from eventml.testing.postgres import with_search_path
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield ViewDb("postgres", with_search_path(dsn, schema))
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 def orders(n: int, customers: int = 7) -> list[dict[str, Any]]:

@@ -1,10 +1,10 @@
-"""The projection runner on every backend: exactly once across crashes, dead letters, rebuild."""
+"""The projection runner on every log backend and both view stores (SQLite, PostgreSQL):
+exactly once across crashes, dead letters, rebuild."""
 
 from __future__ import annotations
 
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +15,7 @@ from eventml.testing import MemoryLog
 from eventml.views import EventMeta, Projection, ProjectionFailed, ProjectionRunner, Table
 from tests.views.conftest import (
     Backend,
+    ViewDb,
     append_orders,
     by_customer,
     check_exactly_once,
@@ -62,11 +63,11 @@ def read_all(log: Log, topic: str, n: int, timeout_s: float = 30.0) -> list[Reco
     return out
 
 
-def test_orders_project_into_a_per_customer_read_model(backend: Backend, tmp_path: Path) -> None:
+def test_orders_project_into_a_per_customer_read_model(backend: Backend, view_db: ViewDb) -> None:
     topic = backend.topic()
     rows = orders(300)
     append_orders(backend.log, topic, rows)
-    with ProjectionRunner(backend.log, customers_view(topic), tmp_path / "v.sqlite") as runner:
+    with ProjectionRunner(backend.log, customers_view(topic), view_db.target()) as runner:
         stats = runner.catch_up()
         assert stats.events == 300 and stats.dead_lettered == 0
         table = table_of(runner)
@@ -90,12 +91,12 @@ def test_orders_project_into_a_per_customer_read_model(backend: Backend, tmp_pat
 
 @pytest.mark.parametrize("stage", ["before_commit", "after_commit"])
 def test_a_crash_then_restart_applies_every_event_exactly_once(
-    backend: Backend, tmp_path: Path, stage: str
+    backend: Backend, view_db: ViewDb, stage: str
 ) -> None:
     topic = backend.topic()
     rows = orders(400)
     append_orders(backend.log, topic, rows)
-    view, db = customers_view(topic), tmp_path / "v.sqlite"
+    view, db = customers_view(topic), view_db.target()
     crashed = ProjectionRunner(backend.log, view, db, max_batch=60, group_commit_interval_s=0,
                                on_stage=crash_at(stage, 3))
     with pytest.raises(Crash):
@@ -132,12 +133,13 @@ class TrustsGroupOffsets(ProjectionRunner):
     (TrustsGroupOffsets, "after_commit", "applied more than once"),
 ])
 def test_the_checker_catches_a_broken_checkpoint(
-    backend: Backend, tmp_path: Path, broken: type[ProjectionRunner], stage: str, violation: str
+    backend: Backend, view_db: ViewDb, broken: type[ProjectionRunner], stage: str,
+    violation: str,
 ) -> None:
     topic = backend.topic()
     rows = orders(400)
     append_orders(backend.log, topic, rows)
-    view, db = customers_view(topic), tmp_path / "v.sqlite"
+    view, db = customers_view(topic), view_db.target()
     crashed = broken(backend.log, view, db, max_batch=60, group_commit_interval_s=0,
                      on_stage=crash_at(stage, 3))
     with pytest.raises(Crash):
@@ -150,7 +152,7 @@ def test_the_checker_catches_a_broken_checkpoint(
 
 
 def test_handler_failures_are_dead_lettered_and_the_view_keeps_going(
-    backend: Backend, tmp_path: Path
+    backend: Backend, view_db: ViewDb
 ) -> None:
     topic = backend.topic()
     rows = orders(500)
@@ -167,7 +169,7 @@ def test_handler_failures_are_dead_lettered_and_the_view_keeps_going(
 
     view = Projection("fragile", [topic], handler)
     sleeps: list[float] = []
-    with ProjectionRunner(backend.log, view, tmp_path / "v.sqlite", max_batch=120,
+    with ProjectionRunner(backend.log, view, view_db.target(), max_batch=120,
                           retry=RetryPolicy(max_attempts=3, initial_backoff_ms=1, jitter=0),
                           sleep=sleeps.append) as runner:
         stats = runner.catch_up()
@@ -197,11 +199,11 @@ def _records(log: Log, topic: str) -> list[Record]:
     return read_all(log, topic, n)
 
 
-def test_rebuild_gives_the_same_table(backend: Backend, tmp_path: Path) -> None:
+def test_rebuild_gives_the_same_table(backend: Backend, view_db: ViewDb) -> None:
     topic = backend.topic()
     rows = orders(300)
     append_orders(backend.log, topic, rows)
-    with ProjectionRunner(backend.log, customers_view(topic), tmp_path / "v.sqlite") as runner:
+    with ProjectionRunner(backend.log, customers_view(topic), view_db.target()) as runner:
         runner.catch_up()
         before = table_of(runner)
         stats = runner.rebuild()
@@ -209,12 +211,12 @@ def test_rebuild_gives_the_same_table(backend: Backend, tmp_path: Path) -> None:
         assert table_of(runner) == before
         assert runner.status().lag == 0
     # a fresh runner (another process) rebuilds too
-    with ProjectionRunner(backend.log, customers_view(topic), tmp_path / "v.sqlite") as runner:
+    with ProjectionRunner(backend.log, customers_view(topic), view_db.target()) as runner:
         assert runner.rebuild().events == 300
         assert table_of(runner) == before
 
 
-def test_a_fatal_failure_stops_without_committing_and_resumes_after_the_fix(tmp_path: Path) -> None:
+def test_a_fatal_failure_stops_without_committing_and_resumes_after_the_fix(view_db: ViewDb) -> None:
     log = MemoryLog()
     log.create_topic(TopicSpec("orders", 2))
     rows = orders(100)
@@ -226,7 +228,7 @@ def test_a_fatal_failure_stops_without_committing_and_resumes_after_the_fix(tmp_
             raise FatalError("misconfigured")
         by_customer(value, meta, table)
 
-    with ProjectionRunner(log, Projection("v", ["orders"], handler), tmp_path / "v.sqlite",
+    with ProjectionRunner(log, Projection("v", ["orders"], handler), view_db.target(),
                           max_batch=30) as runner:
         with pytest.raises(ProjectionFailed, match="failed fatally"):
             runner.catch_up()
@@ -236,7 +238,22 @@ def test_a_fatal_failure_stops_without_committing_and_resumes_after_the_fix(tmp_
         check_exactly_once(table_of(runner), rows)
 
 
-def test_deletes_and_bad_rows(tmp_path: Path) -> None:
+def test_a_runner_takes_an_open_store_and_says_where_the_view_is(view_db: ViewDb) -> None:
+    log = MemoryLog()
+    log.create_topic(TopicSpec("orders", 2))
+    append_orders(log, "orders", orders(50))
+    store = view_db.open("by_customer", indexed=("region",))
+    with ProjectionRunner(log, customers_view("orders"), store) as runner:
+        assert runner.store is store and runner.catch_up().events == 50
+        check_exactly_once(table_of(runner), orders(50))
+        if view_db.kind == "sqlite":
+            assert runner.path == view_db.target("by_customer") and runner.location == str(runner.path)
+        else:
+            assert runner.path is None and "table view_by_customer" in runner.location
+        assert runner.status().path == runner.location
+
+
+def test_deletes_and_bad_rows(view_db: ViewDb) -> None:
     log = MemoryLog()
     log.create_topic(TopicSpec("t", 1))
     log.append("t", [Message(b'{"k": "a", "op": "put"}'), Message(b'{"k": "b", "op": "put"}'),
@@ -249,6 +266,6 @@ def test_deletes_and_bad_rows(tmp_path: Path) -> None:
         else:
             table.put(value["k"], [1] if value["op"] == "list" else {"v": 1})  # type: ignore[arg-type]
 
-    with ProjectionRunner(log, Projection("d", ["t"], handler), tmp_path / "d.sqlite") as runner:
+    with ProjectionRunner(log, Projection("d", ["t"], handler), view_db.target()) as runner:
         assert runner.catch_up().dead_lettered == 2  # a list row, invalid JSON
         assert table_of(runner) == {"b": {"v": 1}}

@@ -4,7 +4,9 @@ Views are declared in Python and found with --app module:attribute (or
 $EVENTML_VIEWS): a Projection, a list or dict of them, or an object with a
 .projections attribute. Each view keeps its table in its own SQLite file,
 <data dir>/views/NAME.sqlite by default (the embedded log's directory, else
-./.eventml), or --db PATH.
+./.eventml), or --db PATH; or, with --db postgresql://USER@HOST:PORT/DB (or
+$EVENTML_VIEWS_DB), in a table of that PostgreSQL database (one per view;
+pip install 'eventml\\[postgres]').
 
   list                   the views: name, source topics, indexed fields
   status NAME            rows, and per partition the position against the end (lag)
@@ -17,7 +19,7 @@ $EVENTML_VIEWS): a Projection, a list or dict of them, or an object with a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import orjson
 import typer
@@ -28,9 +30,11 @@ from eventml.views import (
     Projection,
     ProjectionFailed,
     ProjectionRunner,
-    ViewStore,
+    RowStore,
+    ViewNotFound,
     default_db_path,
     load_views,
+    open_view_store,
     view_status,
 )
 
@@ -47,8 +51,10 @@ AppOption = Annotated[
 ]
 NameArgument = Annotated[str, typer.Argument(help="The view's name.", show_default=False)]
 DbOption = Annotated[
-    Path | None,
-    typer.Option("--db", help="The view's SQLite file (default: <data dir>/views/NAME.sqlite)."),
+    str | None,
+    typer.Option("--db", envvar="EVENTML_VIEWS_DB",
+                 help="A postgresql:// URL (a table per view in that database), or the view's "
+                      "SQLite file (default: <data dir>/views/NAME.sqlite)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
@@ -60,15 +66,24 @@ def _view(app: str, name: str) -> Projection:
         fail(str(e))
 
 
-def _path(broker: str, name: str, db: Path | None) -> Path:
-    return db if db is not None else default_db_path(broker, name)
+def _store(broker: str, view: Projection, db: str | None, *, create: bool = True) -> RowStore:
+    """The view's store; one line and exit 2 when it cannot be opened."""
+    target: str | Path = db if db else default_db_path(broker, view.name)
+    try:
+        return open_view_store(target, view.name, view.indexed, create=create)
+    except ViewNotFound as e:
+        fail(f"{e}: run 'eventml views rebuild {view.name}'")
+    except (ImportError, ValueError) as e:
+        fail(str(e))
+    except Exception as e:
+        if type(e).__module__.split(".", 1)[0] == "psycopg":
+            _database_error(view.name, e)
+        raise
 
 
-def _existing_store(broker: str, name: str, db: Path | None) -> ViewStore:
-    path = _path(broker, name, db)
-    if not path.exists():
-        fail(f"view {name!r} has no table at {path} yet: run 'eventml views rebuild {name}'")
-    return ViewStore(path)
+def _database_error(name: str, error: Exception) -> NoReturn:
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    fail(f"view {name!r}: PostgreSQL: {first}")
 
 
 @views_app.command("list")
@@ -95,12 +110,12 @@ def status(
 ) -> None:
     """Rows, last update and catch-up lag per source partition."""
     view = _view(app, name)
-    with connect(broker) as log, ViewStore(_path(broker, name, db)) as store:
+    with connect(broker) as log, _store(broker, view, db) as store:
         st = view_status(log, view, store)
     if as_json:
         typer.echo(orjson.dumps(st.as_dict()).decode())
         return
-    typer.echo(f"{st.name}: {st.rows} rows, lag {st.lag}, file {st.path}")
+    typer.echo(f"{st.name}: {st.rows} rows, lag {st.lag}, at {st.path}")
     for p in st.partitions:
         typer.echo(f"  {p.topic}[{p.partition}]  position {p.position}  end {p.end_offset}  lag {p.lag}")
 
@@ -111,7 +126,7 @@ def rebuild(
 ) -> None:
     """Drop the view's table and positions and replay its sources from the start."""
     view = _view(app, name)
-    with connect(broker) as log, ProjectionRunner(log, view, _path(broker, name, db)) as runner:
+    with connect(broker) as log, ProjectionRunner(log, view, _store(broker, view, db)) as runner:
         try:
             stats = runner.rebuild()
         except ProjectionFailed as e:
@@ -130,7 +145,7 @@ def run(
 ) -> None:
     """Apply new events to the view until interrupted (Ctrl-C)."""
     view = _view(app, name)
-    with connect(broker) as log, ProjectionRunner(log, view, _path(broker, name, db)) as runner:
+    with connect(broker) as log, ProjectionRunner(log, view, _store(broker, view, db)) as runner:
         try:
             stats = runner.run(idle_timeout_s=idle_exit)
         except ProjectionFailed as e:
@@ -147,8 +162,8 @@ def get(
     app: AppOption, broker: BrokerOption = DEFAULT_BROKER, db: DbOption = None,
 ) -> None:
     """Print one row as JSON (exit 1 when the view has no such row)."""
-    _view(app, name)
-    with _existing_store(broker, name, db) as store:
+    view = _view(app, name)
+    with _store(broker, view, db, create=False) as store:
         row = store.get(key)
     if row is None:
         fail(f"view {name!r} has no row {key!r}", 1)
@@ -167,9 +182,9 @@ def query(
     count: Annotated[bool, typer.Option("--count", help="Print the number of matching rows.")] = False,
 ) -> None:
     """Rows matching the filters as JSON lines {"key": ..., "row": ...}, by key."""
-    _view(app, name)
+    view = _view(app, name)
     filters = dict(_filter(w) for w in where or [])
-    with _existing_store(broker, name, db) as store:
+    with _store(broker, view, db, create=False) as store:
         try:
             if count:
                 typer.echo(str(store.count(filters)))

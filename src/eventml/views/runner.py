@@ -3,9 +3,11 @@
 A :class:`ProjectionRunner` reads the projection's topics as consumer group
 ``eventml-view-<name>`` in micro-batches, applies the handler to each event
 against an in-memory overlay of the rows it changes, and commits the changed rows
-*and* the next position of every partition it read in one SQLite transaction in
-the view's own file (:class:`~eventml.views.store.ViewStore`). When it gets a
-partition it seeks to the position stored in that file, not to the group's
+*and* the next position of every partition it read in one transaction of the view's
+store (:class:`~eventml.views.base.RowStore`: its own SQLite file,
+:class:`~eventml.views.store.ViewStore`, by default, or a PostgreSQL table,
+:class:`~eventml.views.pg_store.PostgresViewStore`). When it gets a
+partition it seeks to the position stored there, not to the group's
 committed offset: so each event changes the table exactly once, on every log
 backend, across crashes. The group's offsets are committed afterwards, best
 effort, only so lag tools see progress.
@@ -50,6 +52,7 @@ from eventml.log.base import (
     TopicSpec,
 )
 from eventml.log.registry import DEFAULT_URL, parse_broker_url
+from eventml.views.base import RowStore, open_view_store
 from eventml.views.projection import EventMeta, Projection, Row
 from eventml.views.store import ViewStore
 
@@ -93,6 +96,7 @@ class ViewStatus:
 
     name: str
     path: str
+    """Where the view is: its SQLite file, or a PostgreSQL URL (no password) and table."""
     rows: int
     last_update_ms: int | None
     partitions: tuple[PartitionStatus, ...]
@@ -128,7 +132,7 @@ class RunStats:
         return self.events / self.seconds if self.seconds > 0 else 0.0
 
 
-def view_status(log: Log, projection: Projection, store: ViewStore) -> ViewStatus:
+def view_status(log: Log, projection: Projection, store: RowStore) -> ViewStatus:
     """The status of ``projection``'s view in ``store`` against ``log`` (reads only)."""
     stored = store.positions()
     parts: list[PartitionStatus] = []
@@ -139,7 +143,7 @@ def view_status(log: Log, projection: Projection, store: ViewStore) -> ViewStatu
             position = pos.next_offset if pos is not None else starts.get(p, 0)
             parts.append(PartitionStatus(topic, p, max(position, starts.get(p, 0)), end,
                                          None if pos is None else pos.updated_ms))
-    return ViewStatus(projection.name, str(store.path), store.count(), store.last_update_ms(),
+    return ViewStatus(projection.name, store.location, store.count(), store.last_update_ms(),
                       tuple(parts))
 
 
@@ -154,7 +158,7 @@ class _Rows:
 
     __slots__ = ("cache", "cache_limit", "complete", "dirty", "store", "undo")
 
-    def __init__(self, store: ViewStore, cache_limit: int) -> None:
+    def __init__(self, store: RowStore, cache_limit: int) -> None:
         self.store = store
         self.dirty: dict[str, str | None] = {}
         self.cache: dict[str, str | None] = {}
@@ -179,6 +183,7 @@ class _Rows:
         if not isinstance(row, dict):
             raise TypeError(f"a row must be a dict (a JSON object), got {type(row).__name__}")
         text = orjson.dumps(row).decode()
+        self.store.check_encoded(key, text)
         if key not in self.undo:
             self.undo[key] = self.dirty.get(key, _MISSING)
         self.dirty[key] = text
@@ -189,8 +194,7 @@ class _Rows:
         self.dirty[key] = None
 
     def _load(self, key: str) -> str | None:
-        found = self.store._db.execute("SELECT value FROM rows WHERE key = ?", (key,)).fetchone()
-        text: str | None = None if found is None else found[0]
+        text = self.store.get_encoded(key)
         self.cache[key] = text
         return text
 
@@ -224,7 +228,10 @@ class _Rows:
 class ProjectionRunner:
     """Runs one projection against ``log``, its table in ``db_path``.
 
-    Run one runner per view file at a time. ``max_batch`` bounds a micro-batch;
+    ``db_path`` is the view's SQLite file (default :func:`default_db_path`), a
+    ``postgresql://`` URL (the view gets a table in that database), or an open
+    :class:`~eventml.views.base.RowStore`; the runner closes the store it uses.
+    Run one runner per view at a time. ``max_batch`` bounds a micro-batch;
     ``retry`` governs transient handler failures (``sleep``/``rng`` are passed in for
     tests); ``clock`` stamps updates and dead letters; ``group_commit_interval_s``
     spaces the best-effort group offset commits.
@@ -234,7 +241,7 @@ class ProjectionRunner:
         self,
         log: Log,
         projection: Projection,
-        db_path: str | Path | None = None,
+        db_path: str | Path | RowStore | None = None,
         *,
         max_batch: int = 10_000,
         poll_timeout_s: float = 0.1,
@@ -248,8 +255,13 @@ class ProjectionRunner:
     ) -> None:
         self.log = log
         self.projection = projection
-        self.path = Path(db_path) if db_path is not None else default_db_path(log.url, projection.name)
-        self.store = ViewStore(self.path, indexed=projection.indexed)
+        if db_path is None:
+            db_path = default_db_path(log.url, projection.name)
+        self.store: RowStore = (
+            open_view_store(db_path, projection.name, projection.indexed)
+            if isinstance(db_path, str | Path) else db_path)
+        self.path: Path | None = self.store.path if isinstance(self.store, ViewStore) else None
+        """The view's SQLite file (``None`` when the view lives in a database server)."""
         self.max_batch = max_batch
         self.poll_timeout_s = poll_timeout_s
         self.retry = retry or RetryPolicy()
@@ -405,7 +417,7 @@ class ProjectionRunner:
         self._maybe_commit_group(force=False)
 
     def _write(self, rows: Mapping[str, str | None], nexts: Mapping[TopicPartition, int]) -> None:
-        """One SQLite transaction: the batch's rows and positions (overridable in tests)."""
+        """One store transaction: the batch's rows and positions (overridable in tests)."""
         self.store.commit_encoded(rows, nexts, now_ms=self._clock())
 
     def _stage(self, name: str) -> None:
@@ -489,6 +501,11 @@ class ProjectionRunner:
         return self.catch_up(timeout_s=timeout_s)
 
     # -- reads ----------------------------------------------------------------------
+    @property
+    def location(self) -> str:
+        """Where the view is: its SQLite file, or a PostgreSQL URL (no password) and table."""
+        return self.store.location
+
     def status(self) -> ViewStatus:
         return view_status(self.log, self.projection, self.store)
 
@@ -502,7 +519,7 @@ class ProjectionRunner:
         return self.store.count(where)
 
     def close(self) -> None:
-        """Leave the group (after a last best-effort offset commit) and close the file."""
+        """Leave the group (after a last best-effort offset commit) and close the store."""
         if self._consumer is not None:
             try:
                 self._maybe_commit_group(force=True)

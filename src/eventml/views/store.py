@@ -11,14 +11,20 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from eventml.log.base import TopicPartition
+from eventml.views.base import (
+    StoredPosition,
+    check_filters,
+    check_page,
+    decode_row,
+    encode_row,
+)
 from eventml.views.projection import Row, check_field
+
+__all__ = ["StoredPosition", "ViewStore", "encode_row"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS rows (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -34,24 +40,11 @@ _POSITION = (
     "ON CONFLICT(topic, partition) DO UPDATE SET next_offset = excluded.next_offset, "
     "updated_ms = excluded.updated_ms"
 )
-_MAX_LIMIT = 100_000
-
-
-@dataclass(frozen=True, slots=True)
-class StoredPosition:
-    next_offset: int
-    updated_ms: int
-
-
-def encode_row(row: Row) -> str:
-    """A row as the JSON text stored (``TypeError`` if it is not a JSON object)."""
-    if not isinstance(row, dict):
-        raise TypeError(f"a row must be a dict (a JSON object), got {type(row).__name__}")
-    return orjson.dumps(row).decode()
 
 
 class ViewStore:
-    """The SQLite file of one view. Not thread-safe; one writer (its runner) at a time."""
+    """The SQLite file of one view (a :class:`~eventml.views.base.RowStore`).
+    Not thread-safe; one writer (its runner) at a time."""
 
     def __init__(self, path: str | Path, *, indexed: Sequence[str] = ()) -> None:
         self.path = Path(path)
@@ -67,10 +60,18 @@ class ViewStore:
                 f"CREATE INDEX IF NOT EXISTS ix_{f} ON rows (json_extract(value, '$.{f}'))"
             )
 
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
     # -- reads --------------------------------------------------------------
     def get(self, key: str) -> Row | None:
+        text = self.get_encoded(key)
+        return None if text is None else decode_row(text)
+
+    def get_encoded(self, key: str) -> str | None:
         found = self._db.execute("SELECT value FROM rows WHERE key = ?", (key,)).fetchone()
-        return None if found is None else _decode(found[0])
+        return None if found is None else str(found[0])
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Row]:
         """The rows that exist among ``keys``."""
@@ -80,20 +81,17 @@ class ViewStore:
             chunk = keys[i : i + 500]
             marks = ",".join("?" * len(chunk))
             for k, v in self._db.execute(f"SELECT key, value FROM rows WHERE key IN ({marks})", chunk):
-                out[k] = _decode(v)
+                out[k] = decode_row(v)
         return out
 
     def query(
         self, where: Mapping[str, Any] | None = None, *, limit: int = 100, offset: int = 0
     ) -> list[tuple[str, Row]]:
         """``(key, row)`` pairs whose top-level fields equal ``where``'s values, by key."""
-        if not 0 < limit <= _MAX_LIMIT:
-            raise ValueError(f"limit must be between 1 and {_MAX_LIMIT}, got {limit}")
-        if offset < 0:
-            raise ValueError(f"offset must be >= 0, got {offset}")
+        check_page(limit, offset)
         clause, params = _where(where or {})
         sql = f"SELECT key, value FROM rows{clause} ORDER BY key LIMIT ? OFFSET ?"
-        return [(k, _decode(v)) for k, v in self._db.execute(sql, [*params, limit, offset])]
+        return [(k, decode_row(v)) for k, v in self._db.execute(sql, [*params, limit, offset])]
 
     def count(self, where: Mapping[str, Any] | None = None) -> int:
         clause, params = _where(where or {})
@@ -111,6 +109,9 @@ class ViewStore:
         return None if found is None else int(found[0])
 
     # -- writes -------------------------------------------------------------
+    def check_encoded(self, key: str, text: str) -> None:
+        """Any JSON object text is storable in SQLite."""
+
     def commit(
         self,
         rows: Mapping[str, Row | None],
@@ -175,29 +176,21 @@ class ViewStore:
         self.close()
 
 
-def _decode(text: str) -> Row:
-    row: Row = orjson.loads(text)
-    return row
-
-
 def _where(where: Mapping[str, Any]) -> tuple[str, list[Any]]:
     """An SQL ``WHERE`` clause of equality tests on top-level JSON fields."""
     if not where:
         return "", []
+    check_filters(where)
     parts: list[str] = []
     params: list[Any] = []
     for name, value in where.items():
-        check_field(name)
         path = f"json_extract(value, '$.{name}')"
         if value is None:
             parts.append(f"{path} IS NULL")
         elif isinstance(value, bool):  # JSON true/false read back as 1/0
             parts.append(f"{path} = ?")
             params.append(int(value))
-        elif isinstance(value, int | float | str):
+        else:
             parts.append(f"{path} = ?")
             params.append(value)
-        else:
-            raise ValueError(
-                f"filter {name}={value!r}: only strings, numbers, booleans and null compare")
     return " WHERE " + " AND ".join(parts), params
