@@ -58,6 +58,11 @@ def _add_optional_groups() -> None:
 
     app.add_typer(features_app, name="features")
 
+    from eventml.cli.replay import diff_command, replay_command
+
+    app.command("replay")(replay_command)
+    app.command("diff")(diff_command)
+
 
 def _version(value: bool) -> None:
     if value:

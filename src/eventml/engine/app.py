@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -140,6 +140,20 @@ class App:
 
     def topology(self) -> g.Topology:
         return g.Topology(self.name, tuple(self._nodes))
+
+    @classmethod
+    def from_topology(
+        cls, topology: g.Topology, topics: Mapping[str, g.TopicRef], settings: Settings
+    ) -> App:
+        """The app named ``topology.app`` that runs ``topology`` (e.g. a re-targeted copy
+        of another app's, as :func:`eventml.replay.replay` makes); ``topics`` are its
+        declared topics."""
+        app = cls(topology.app)
+        app.settings = settings
+        app._nodes = list(topology.nodes)
+        app._topics = dict(topics)
+        app._count = len(app._nodes)
+        return app
 
     def run(self, *, workers: int = 1, **options: Any) -> None:
         """Run until interrupted (``workers`` > 1 starts that many processes)."""

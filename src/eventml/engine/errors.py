@@ -37,8 +37,10 @@ class Guard:
         clock_ms: Callable[[], int],
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        dead_letter_topic: Callable[[str], str] = dead_letter_topic,
     ) -> None:
         self.operator = operator
+        self.dead_letter_topic = dead_letter_topic  # input topic -> its dead-letter topic
         self.group = group
         self.policy = policy
         self.clock_ms = clock_ms
@@ -79,7 +81,7 @@ class Guard:
             raise WorkerFailed(f"operator {self.operator}: cannot dead-letter {item.id}: {error}")
         fx.dead_letters += 1
         fx.emit(
-            dead_letter_topic(record.topic),
+            self.dead_letter_topic(record.topic),
             dead_letter_message(
                 record.value,
                 key=record.key,

@@ -90,6 +90,10 @@ class _Task:
 class Worker:
     """Runs ``app`` as member ``index`` of its consumer group (the app's name).
 
+    ``admit`` (optional) chooses which polled records to process, e.g. a replay's time
+    window; the others are skipped (committed offsets only cover processed records).
+    ``dead_letter_topic`` names an input topic's dead-letter topic (``<topic>.dlq``).
+
     The transactional id is ``<app>-<instance>-<index>`` (see ``Settings.instance``):
     a restarted worker with the same index fences its predecessor and aborts the
     transaction it left open. Zombies whose partitions moved are also fenced by the
@@ -104,8 +108,12 @@ class Worker:
         log: Log | None = None,
         clock_ms: Callable[[], int] = system_clock_ms,
         sleep: Callable[[float], None] = time.sleep,
+        admit: Callable[[list[Record]], list[Record]] | None = None,
+        dead_letter_topic: Callable[[str], str] = dead_letter_topic,
     ) -> None:
         self.app = app
+        self._admit = admit
+        self._dead_letter_topic = dead_letter_topic
         self.settings = app.settings
         self.index = index
         self.clock_ms = clock_ms
@@ -147,7 +155,8 @@ class Worker:
         return {t.name: t.schema.bind(self.registry, t.name) for t in topics if t.schema is not None}
 
     def _guard(self, operator: str, policy: RetryPolicy) -> Guard:
-        return Guard(operator, self.app.name, policy, clock_ms=self.clock_ms, sleep=self._sleep)
+        return Guard(operator, self.app.name, policy, clock_ms=self.clock_ms, sleep=self._sleep,
+                     dead_letter_topic=self._dead_letter_topic)
 
     def _create_topics(self) -> None:
         plan = self.plan
@@ -157,7 +166,7 @@ class Worker:
                                    cleanup_policy="compact" if ref.compact else "delete"))
         for name in plan.inputs:
             if name not in plan.internal:
-                specs.append(TopicSpec(dead_letter_topic(name), 1))
+                specs.append(TopicSpec(self._dead_letter_topic(name), 1))
         for store, follows in plan.stores:
             partitions = plan.topics[follows].partitions if follows in plan.topics else 1
             specs.extend(self._state.required_topics(self._spec(store), partitions))
@@ -245,6 +254,8 @@ class Worker:
         size = self._sizer.size
         records = self.consumer.poll(size, self.settings.max_wait_ms / 1000)
         self._sizer.observe(len(records))
+        if self._admit is not None and records:
+            records = self._admit(records)
         if not records:
             return 0
         positions = self._positions(records)
