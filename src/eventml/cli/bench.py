@@ -1,5 +1,6 @@
-"""`eventml bench log`, `bench state`, `bench pipeline` and `bench schema`: throughput, restore
-time, the fraud pipeline's throughput and latency, and schema validation cost, as JSON or a table."""
+"""`eventml bench log`, `bench state`, `bench pipeline`, `bench schema`, `bench http` and `bench views`:
+throughput, restore time, the fraud pipeline's throughput and latency, schema validation cost,
+lookups over HTTP and view rebuilds (SQLite or PostgreSQL), as JSON or a table."""
 
 from __future__ import annotations
 
@@ -277,6 +278,62 @@ def features(
 
     _emit(run(broker, events=events, rows=rows, keys=keys), json=json, out=out,
           render=render_features_table)
+
+
+@bench_app.command("http")
+def http(
+    events: Annotated[int, typer.Option("--events", "-n", help="Transactions the feature view folds.")] = 200_000,
+    rate: Annotated[float, typer.Option("--rate", help="Requests per second, open loop.")] = 1000.0,
+    duration: Annotated[float, typer.Option("--duration", help="Seconds counted, after warm-up.")] = 10.0,
+    warmup: Annotated[float, typer.Option("--warmup", help="Seconds of warm-up (not counted).")] = 1.0,
+    connections: Annotated[
+        int, typer.Option("--connections", "-c", help="Keep-alive connections of the load generator.")
+    ] = 16,
+    views: Annotated[
+        bool, typer.Option("--views/--no-views", help="Also time view row lookups over HTTP.")
+    ] = True,
+    json: JsonOption = False,
+    out: OutOption = None,
+) -> None:
+    """Online feature lookups through `eventml serve` at a fixed rate: p50/p99 vs in-process."""
+    _at_least(("--events", events, 1), ("--connections", connections, 1), ("--warmup", warmup, 0))
+    for name, number in (("--rate", rate), ("--duration", duration)):
+        if number <= 0:
+            fail(f"{name} must be > 0, got {number:g}")
+
+    from eventml.bench.http import render_http_table, run
+
+    result = run(events=events, rate=rate, duration_s=duration, warmup_s=warmup,
+                 connections=connections, views=views,
+                 progress=None if json else lambda msg: err_console.print(f"[dim]{msg}[/]"))
+    _emit(result, json=json, out=out, render=render_http_table)
+
+
+@bench_app.command("views")
+def views(
+    events: Annotated[int, typer.Option("--events", "-n", help="Events replayed.")] = 1_000_000,
+    keys: Annotated[int, typer.Option("--keys", help="Distinct customers (view rows).")] = 10_000,
+    partitions: Annotated[int, typer.Option("--partitions", "-p", help="Topic partitions.")] = 4,
+    max_batch: Annotated[int, typer.Option("--max-batch", help="Events per micro-batch.")] = 10_000,
+    db: Annotated[
+        str | None,
+        typer.Option("--db", help="A postgresql:// URL to rebuild into (default: a SQLite file)."),
+    ] = None,
+    broker: Annotated[
+        str | None, typer.Option("--broker", "-b", help="Log URL (default: a temporary embedded log).")
+    ] = None,
+    json: JsonOption = False,
+    out: OutOption = None,
+) -> None:
+    """Rebuild throughput of a view (read model) over a topic, into SQLite or PostgreSQL."""
+    _at_least(("--events", events, 1), ("--keys", keys, 1), ("--partitions", partitions, 1),
+              ("--max-batch", max_batch, 1))
+
+    from eventml.bench.views import render_views_table, run
+
+    result = run(events, url=broker, keys=keys, partitions=partitions, max_batch=max_batch, db=db,
+                 progress=None if json else lambda msg: err_console.print(f"[dim]{msg}[/]"))
+    _emit(result, json=json, out=out, render=render_views_table)
 
 
 def _at_least(*checks: tuple[str, float, float]) -> None:

@@ -1,17 +1,33 @@
-"""`eventml serve`: the schema registry over HTTP (Confluent's REST API), on the log."""
+"""`eventml serve`: the HTTP service on the log: the schema registry (Confluent's REST API),
+and, when asked, an app's online features and read models under ``/v1``.
+
+``--app module:app`` serves the feature views the app materializes
+(:func:`eventml.features.materialize`), read from their online topics;
+``--views module:attr`` serves read models from their tables (as ``eventml views run``
+keeps them, in ``<data dir>/views/NAME.sqlite`` or ``--views-db``).
+"""
 
 from __future__ import annotations
 
 import copy
 import errno
+import os
 import socket
-from typing import Annotated, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from eventml.cli._common import DEFAULT_BROKER, BrokerOption, connect, fail
+from eventml.cli._common import connect, fail
+from eventml.log.registry import DEFAULT_URL, ENV_VAR
 from eventml.schema.errors import SchemaError
 from eventml.schema.registry import SchemaRegistry
+
+if TYPE_CHECKING:
+    from eventml.api import ServedView
+    from eventml.engine import App
+    from eventml.log import Log
+    from eventml.views import Views
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 _BIND_HINTS = {
@@ -50,7 +66,7 @@ def _url(sock: socket.socket) -> str:
 
 
 def _log_config(level: str) -> dict[str, Any]:
-    """uvicorn's logging, plus the registry's own logger (server-side errors) on stderr."""
+    """uvicorn's logging, plus eventml's own loggers (server-side errors) on stderr."""
     from uvicorn.config import LOGGING_CONFIG
 
     config = copy.deepcopy(LOGGING_CONFIG)
@@ -62,35 +78,124 @@ def _log_config(level: str) -> dict[str, Any]:
     return config
 
 
+def _load_app(spec: str) -> App:
+    from eventml.engine import load_app
+    from eventml.features import materialized
+
+    try:
+        app = load_app(spec)
+    except ValueError as e:
+        fail(f"--app: {e}")
+    if not materialized(app):
+        fail(f"--app {spec}: app {app.name!r} materializes no feature view "
+             "(add one with eventml.features.materialize(app, view))")
+    return app
+
+
+def _load_views(spec: str) -> Views:
+    from eventml.views import InvalidProjection, load_views
+
+    try:
+        views = load_views(spec)
+    except InvalidProjection as e:
+        fail(f"--views: {e}")
+    if not len(views):
+        fail(f"--views {spec}: no views declared there")
+    return views
+
+
+def _view_files(views: Views, db: Path | None, broker: str) -> dict[str, Path]:
+    """Each view's SQLite file: ``--views-db`` is a directory of ``NAME.sqlite`` files, or
+    the file of the one view served; default ``<data dir>/views/NAME.sqlite``."""
+    from eventml.views import default_db_path
+
+    names = [v.name for v in views]
+    if db is None:
+        return {n: default_db_path(broker, n) for n in names}
+    if db.suffix and not db.is_dir():
+        if len(names) > 1:
+            fail(f"--views-db {db} names one file but {len(names)} views are served: "
+                 "give the directory holding their NAME.sqlite files")
+        return {names[0]: db}
+    return {n: db / f"{n}.sqlite" for n in names}
+
+
+def _served_views(views: Views, files: dict[str, Path], log: Log) -> list[ServedView]:
+    from eventml.api import sqlite_view
+
+    return [sqlite_view(v, files[v.name], log) for v in views]
+
+
 def serve(
-    broker: BrokerOption = DEFAULT_BROKER,
+    broker: Annotated[
+        str | None,
+        typer.Option("--broker", "-b", show_default=False,
+                     help=f"Log URL: embedded://PATH, kafka://HOST:PORT or memory:// (default: "
+                          f"the --app's broker, else ${ENV_VAR}, else {DEFAULT_URL})."),
+    ] = None,
     host: Annotated[
         str, typer.Option(help="Interface to listen on (0.0.0.0 or :: for every interface).")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0: any free port).")] = 8081,
+    app_spec: Annotated[
+        str | None,
+        typer.Option("--app", "-a", show_default=False,
+                     help="Serve the feature views this app materializes (module:attribute)."),
+    ] = None,
+    views_spec: Annotated[
+        str | None,
+        typer.Option("--views", show_default=False,
+                     help="Serve these read models (module:attribute, as 'eventml views --app')."),
+    ] = None,
+    views_db: Annotated[
+        Path | None,
+        typer.Option("--views-db", show_default=False,
+                     help="Directory of the views' NAME.sqlite files, or the file of the one view "
+                          "(default: <data dir>/views)."),
+    ] = None,
     log_level: Annotated[
         str, typer.Option(help="Server log level: critical, error, warning, info, debug or trace.")
     ] = "info",
 ) -> None:
-    """Serve the schema registry (Confluent-compatible REST API) kept in the log's _schemas topic."""
+    """Serve the schema registry (Confluent-compatible REST API) kept in the log's _schemas
+    topic; with --app, the app's online features; with --views, read models."""
     level = log_level.lower()
     if level not in LOG_LEVELS:
         fail(f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
+    if views_db is not None and views_spec is None:
+        fail("--views-db needs --views (the read models to serve)")
     try:
         import uvicorn
 
-        from eventml.schema.api import create_app
+        from eventml.api import create_app, online_stores
     except ImportError as e:
         fail(f"eventml serve needs FastAPI and uvicorn ({e}): pip install 'eventml[serve]'")
+    app = _load_app(app_spec) if app_spec is not None else None
+    views = _load_views(views_spec) if views_spec is not None else None
+    url_of_log = broker or (app.broker if app is not None else os.environ.get(ENV_VAR) or DEFAULT_URL)
+    files = _view_files(views, views_db, url_of_log) if views is not None else {}
     sock = _listen(host, port)
-    with sock, connect(broker) as log:
+    with sock, connect(url_of_log) as log:
         try:
             registry = SchemaRegistry(log)
         except SchemaError as e:
-            fail(f"cannot open the schema registry on {broker}: {e}")
+            fail(f"cannot open the schema registry on {url_of_log}: {e}")
+        from eventml.features import materialized
+
+        features = online_stores(log, materialized(app)) if app is not None else {}
+        served = _served_views(views, files, log) if views is not None else []
         url = _url(sock)
-        typer.echo(f"eventml: schema registry at {url} (API docs: {url}/docs), log {broker}")
+        typer.echo(f"eventml: schema registry at {url} (API docs: {url}/docs), log {url_of_log}")
+        for name, store in features.items():
+            typer.echo(f"eventml: features {name!r} at {url}/v1/features/{name}?keys=KEY "
+                       f"(app {app.name if app else ''}, topic {store.topic})")
+        for v in served:
+            name = v.projection.name
+            ready = "" if Path(v.location).exists() else ", no table yet: run 'eventml views run'"
+            typer.echo(f"eventml: view {name!r} at {url}/v1/views/{name}/rows/KEY "
+                       f"(table {v.location}{ready})")
         config = uvicorn.Config(
-            create_app(registry), log_level=level, log_config=_log_config(level), server_header=False
+            create_app(registry=registry, features=features, views=served, freeze_gc=True),
+            log_level=level, log_config=_log_config(level), server_header=False,
         )
         uvicorn.Server(config).run(sockets=[sock])

@@ -1,0 +1,35 @@
+"""The HTTP service (FastAPI): schema registry, online features, read models.
+
+``eventml serve`` runs :func:`create_app`; mount the routers in an app of your own::
+
+    from eventml.api import create_app, online_stores, sqlite_view
+
+    app = create_app(registry=registry, features=online_stores(log, materialized(fraud_app)),
+                     views=[sqlite_view(projection, "views/orders.sqlite", log)])
+
+* ``/`` ... Confluent Schema Registry's REST API (:mod:`eventml.schema.api`);
+* ``/v1/features[/{view}]``: online feature values (:mod:`eventml.api.features`);
+* ``/v1/views[/{view}[/rows/{key}|/status]]``: read models (:mod:`eventml.api.views`);
+* ``/docs``: the API's interactive documentation.
+"""
+
+try:
+    import fastapi  # noqa: F401
+except ImportError as e:  # pragma: no cover - exercised only without the extra
+    raise ImportError(f"the HTTP API needs FastAPI ({e}): pip install 'eventml[serve]'") from e
+
+from eventml.api.app import create_app, online_stores
+from eventml.api.errors import ApiError
+from eventml.api.features import FeatureRefresher, features_router
+from eventml.api.views import ServedView, ViewsRouter, sqlite_view
+
+__all__ = [
+    "ApiError",
+    "FeatureRefresher",
+    "ServedView",
+    "ViewsRouter",
+    "create_app",
+    "features_router",
+    "online_stores",
+    "sqlite_view",
+]

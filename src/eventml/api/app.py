@@ -1,0 +1,131 @@
+"""One HTTP service: the schema registry, online features and read models.
+
+:func:`create_app` composes the schema registry's routes (Confluent's paths, at the
+root, as ``eventml serve`` always served them) with the ``/v1`` routers of
+:mod:`eventml.api.features` and :mod:`eventml.api.views`. Every error is a JSON body
+``{"error_code": ..., "message": ...}`` (the registry's shape), never a traceback;
+an unknown path is a 404 with error code 404. API docs are at ``/docs``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager, suppress
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from eventml.api.errors import (
+    INVALID_REQUEST,
+    JSONResponse,
+    error_response,
+    internal_error,
+    validation_message,
+)
+from eventml.api.features import REFRESH_INTERVAL_S, FeatureRefresher, features_router
+from eventml.api.views import ServedView, ViewsRouter
+from eventml.features.online import FeatureTopics, OnlineStore
+from eventml.features.spec import FeatureView
+from eventml.log import Log
+from eventml.schema.registry import SchemaRegistry
+
+
+def create_app(
+    *,
+    registry: SchemaRegistry | None = None,
+    features: Mapping[str, OnlineStore] | None = None,
+    views: Iterable[ServedView] = (),
+    refresh_interval_s: float = REFRESH_INTERVAL_S,
+    freeze_gc: bool = False,
+    title: str = "eventml",
+) -> FastAPI:
+    """The service: ``registry``'s routes (if given), ``features`` (online stores by view
+    name) under ``/v1/features``, ``views`` under ``/v1/views``.
+
+    While the app runs (its lifespan), the online stores are caught up once at start-up
+    and then every ``refresh_interval_s`` by a task on the event loop; on shutdown the
+    views' read connections are closed. The stores' own ``stale_after_s`` should be
+    ``float("inf")`` so no lookup reads the log (:func:`online_stores` makes them so).
+    ``freeze_gc`` keeps the stores' objects out of the garbage collector's full
+    collections (process-wide; see :class:`~eventml.api.features.FeatureRefresher`).
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        app_version = version("eventml")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        app_version = "0"
+    refresher = FeatureRefresher(features or {}, interval_s=refresh_interval_s, freeze_gc=freeze_gc)
+    served_views = ViewsRouter(views)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        import asyncio
+
+        refresher.refresh()  # before the first request: connections queue meanwhile
+        task = asyncio.create_task(refresher.run(), name="eventml-feature-refresh")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+            served_views.close()
+
+    app = FastAPI(
+        title=title,
+        version=app_version,
+        description="eventml: the schema registry (Confluent's REST API), online features "
+                    "and read models.",
+        default_response_class=JSONResponse,
+        lifespan=lifespan,
+    )
+    # /v1 first: routes match in order, and the lookups are the hot path
+    app.include_router(features_router(refresher.stores, refresher=refresher))
+    app.include_router(served_views.router)
+    if registry is not None:
+        from eventml.schema.api import router as registry_router
+
+        app.include_router(registry_router(registry))
+    app.state.refresher, app.state.views = refresher, served_views
+    registry_paths = registry is not None
+
+    def media(request: Request) -> type[Response]:
+        """The registry's media type off ``/v1`` when it is served, else plain JSON."""
+        if registry_paths and not request.url.path.startswith("/v1"):
+            from eventml.schema.api import RegistryJSONResponse
+
+            return RegistryJSONResponse
+        return JSONResponse
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        if not isinstance(exc, HTTPException):
+            return internal_error(request, exc, media(request))
+        hint = "; see /docs for the endpoints" if exc.status_code in (404, 405) else ""
+        return error_response(exc.status_code, exc.status_code,
+                              f"HTTP {exc.status_code} {exc.detail}{hint}", media(request))
+
+    async def request_error(request: Request, exc: Exception) -> Response:
+        if not isinstance(exc, RequestValidationError):
+            return internal_error(request, exc, media(request))
+        return error_response(422, INVALID_REQUEST, validation_message(exc), media(request))
+
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        return internal_error(request, exc, media(request))
+
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, request_error)
+    app.add_exception_handler(Exception, unexpected)
+    return app
+
+
+def online_stores(
+    log: Log, views: Mapping[str, tuple[FeatureView, FeatureTopics]]
+) -> dict[str, OnlineStore]:
+    """Online stores for ``views`` (name → ``(FeatureView, FeatureTopics)``, as
+    :func:`eventml.features.materialized` returns them) that never refresh on a lookup."""
+    return {name: OnlineStore(log, view, topics.online, stale_after_s=float("inf"))
+            for name, (view, topics) in views.items()}
