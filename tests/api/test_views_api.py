@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from eventml.api import create_app, sqlite_view
-from eventml.views import ViewStore
+from eventml.api import create_app, sqlite_view, stored_view
+from eventml.views import ProjectionRunner, ViewStore
 
 from .conftest import Served
 from .sample import T0, cards, events
@@ -88,3 +89,33 @@ def test_a_view_without_a_table_yet_answers_503(served: Served, tmp_path: Path) 
         _error(client.get("/v1/views/cards/rows/c1"), 503, 50301, "eventml views run cards")
         _error(client.get("/v1/views/cards/status"), 503, 50301)
         assert not missing.exists()  # reads never create the table
+
+
+@pytest.mark.postgres
+def test_a_view_kept_in_postgresql_is_served_the_same(served: Served, postgres_dsn: str) -> None:
+    """`eventml serve --views-db postgresql://...`: the same routes over a PostgreSQL table."""
+    import psycopg
+
+    from eventml.testing.postgres import with_search_path
+
+    schema = f"api_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    dsn = with_search_path(postgres_dsn, schema)
+    try:
+        with TestClient(create_app(views=[stored_view(cards, dsn, served.log)])) as client:
+            _error(client.get("/v1/views/cards/rows/c1"), 503, 50301)  # not folded yet
+            with ProjectionRunner(served.log, cards, dsn) as runner:
+                runner.catch_up()
+            with ViewStore(served.db) as sqlite:
+                everything = sqlite.query(limit=1000)
+            assert everything
+            for key, row in everything:
+                assert client.get(f"/v1/views/cards/rows/{key}").json()["row"] == row
+            body = client.get("/v1/views/cards?merchant=m2&limit=1000").json()
+            assert body["rows"] == [{"key": k, "row": r} for k, r in everything if r["merchant"] == "m2"]
+            status = client.get("/v1/views/cards/status").json()
+            assert status["lag"] == 0 and status["rows"] == len(everything)
+    finally:
+        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")

@@ -21,7 +21,7 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
 from eventml.api.app import create_app, online_stores
 from eventml.api.errors import ApiError
 from eventml.api.features import FeatureRefresher, features_router
-from eventml.api.views import ServedView, ViewsRouter, sqlite_view
+from eventml.api.views import ServedView, ViewsRouter, sqlite_view, stored_view
 
 __all__ = [
     "ApiError",
@@ -32,4 +32,5 @@ __all__ = [
     "features_router",
     "online_stores",
     "sqlite_view",
+    "stored_view",
 ]

@@ -44,7 +44,14 @@ from eventml.api.errors import (
     JSONResponse,
 )
 from eventml.log import Log, LogError
-from eventml.views import Projection, ViewStore, view_status
+from eventml.views import (
+    Projection,
+    RowStore,
+    ViewNotFound,
+    ViewStore,
+    open_view_store,
+    view_status,
+)
 
 MAX_LIMIT = 1000
 _PAGING = frozenset({"limit", "offset"})
@@ -56,7 +63,7 @@ class ServedView:
     (``None`` while it has no table yet), and the log its sources are on (for status)."""
 
     projection: Projection
-    open_store: Callable[[], ViewStore | None]
+    open_store: Callable[[], RowStore | None]
     log: Log
     location: str = ""
     """Where the store is, for the server's own messages (never sent to clients)."""
@@ -72,17 +79,31 @@ def sqlite_view(projection: Projection, path: str | Path, log: Log) -> ServedVie
     return ServedView(projection, open_store, log, str(file))
 
 
+def stored_view(projection: Projection, target: str, log: Log) -> ServedView:
+    """A view kept in a database (``postgresql://...``, as ``eventml views run --db`` writes it)."""
+
+    def open_store() -> RowStore | None:
+        try:
+            return open_view_store(target, projection.name, create=False)
+        except ViewNotFound:
+            return None
+
+    from eventml.views.pg_store import redact  # needs psycopg, as the store does
+
+    return ServedView(projection, open_store, log, redact(target))
+
+
 class _Readers:
     """One read connection per view and thread, opened on first use, closed together."""
 
     def __init__(self, served: ServedView) -> None:
         self.served = served
         self._local = threading.local()
-        self._opened: list[ViewStore] = []
+        self._opened: list[RowStore] = []
         self._lock = threading.Lock()
 
-    def get(self) -> ViewStore | None:
-        store: ViewStore | None = getattr(self._local, "store", None)
+    def get(self) -> RowStore | None:
+        store: RowStore | None = getattr(self._local, "store", None)
         if store is None:
             store = self.served.open_store()
             if store is None:
@@ -92,7 +113,7 @@ class _Readers:
                 self._opened.append(store)
         return store
 
-    def require(self) -> ViewStore:
+    def require(self) -> RowStore:
         store = self.get()
         if store is None:
             name = self.served.projection.name

@@ -104,12 +104,17 @@ def _load_views(spec: str) -> Views:
     return views
 
 
-def _view_files(views: Views, db: Path | None, broker: str) -> dict[str, Path]:
-    """Each view's SQLite file: ``--views-db`` is a directory of ``NAME.sqlite`` files, or
-    the file of the one view served; default ``<data dir>/views/NAME.sqlite``."""
+def _view_files(views: Views, where: str | None, broker: str) -> dict[str, Path | str]:
+    """Where each view is: ``--views-db`` is a directory of ``NAME.sqlite`` files, the
+    file of the one view served, or a ``postgresql://`` URL holding them all; default
+    ``<data dir>/views/NAME.sqlite``."""
     from eventml.views import default_db_path
+    from eventml.views.base import is_store_url
 
     names = [v.name for v in views]
+    if where is not None and is_store_url(where):
+        return dict.fromkeys(names, where)
+    db = Path(where) if where is not None else None
     if db is None:
         return {n: default_db_path(broker, n) for n in names}
     if db.suffix and not db.is_dir():
@@ -120,10 +125,19 @@ def _view_files(views: Views, db: Path | None, broker: str) -> dict[str, Path]:
     return {n: db / f"{n}.sqlite" for n in names}
 
 
-def _served_views(views: Views, files: dict[str, Path], log: Log) -> list[ServedView]:
-    from eventml.api import sqlite_view
+def _has_table(view: ServedView) -> bool:
+    store = view.open_store()
+    if store is None:
+        return False
+    store.close()
+    return True
 
-    return [sqlite_view(v, files[v.name], log) for v in views]
+
+def _served_views(views: Views, files: dict[str, Path | str], log: Log) -> list[ServedView]:
+    from eventml.api import sqlite_view, stored_view
+
+    return [stored_view(v, where, log) if isinstance(where, str) else sqlite_view(v, where, log)
+            for v in views for where in [files[v.name]]]
 
 
 def serve(
@@ -148,10 +162,10 @@ def serve(
                      help="Serve these read models (module:attribute, as 'eventml views --app')."),
     ] = None,
     views_db: Annotated[
-        Path | None,
+        str | None,
         typer.Option("--views-db", show_default=False,
-                     help="Directory of the views' NAME.sqlite files, or the file of the one view "
-                          "(default: <data dir>/views)."),
+                     help="Directory of the views' NAME.sqlite files, the file of the one view, "
+                          "or postgresql://... (default: <data dir>/views)."),
     ] = None,
     log_level: Annotated[
         str, typer.Option(help="Server log level: critical, error, warning, info, debug or trace.")
@@ -191,7 +205,7 @@ def serve(
                        f"(app {app.name if app else ''}, topic {store.topic})")
         for v in served:
             name = v.projection.name
-            ready = "" if Path(v.location).exists() else ", no table yet: run 'eventml views run'"
+            ready = "" if _has_table(v) else ", no table yet: run 'eventml views run'"
             typer.echo(f"eventml: view {name!r} at {url}/v1/views/{name}/rows/KEY "
                        f"(table {v.location}{ready})")
         config = uvicorn.Config(
