@@ -45,6 +45,7 @@ from eventml.features import (
     total,
 )
 from eventml.features.online import OnlineStore
+from eventml.features.redis_store import RedisOnlineStore
 from eventml.log import Message, TopicSpec, open_log
 
 T0 = 1_700_000_000_000
@@ -169,7 +170,39 @@ def _online(keys: int, seed: int, events_per_key: int = 200, lookups: int = 50_0
     return {"keys": keys, "features": len(FEATURES), "warm": warm, "cold": cold}
 
 
-def _lookups(store: OnlineStore, keys: list[str]) -> dict[str, float]:
+def redis_online(redis_url: str, keys: int = 2_000, seed: int = 7, lookups: int = 20_000) -> dict[str, Any]:
+    """Single-key lookups from a :class:`~eventml.features.RedisOnlineStore` over
+    ``redis_url`` (loopback: one MGET each), after :class:`~eventml.features.RedisSync`
+    copied ``keys`` entities (200 events each) from a memory log. Not part of
+    :func:`run`: it needs a Redis server (``scripts/redis start``)."""
+    from eventml.features import RedisOnlineStore, RedisSync
+
+    rng = random.Random(seed)
+    v = view("unused")
+    topic, prefix = "bench-online", f"eventml:bench:{time.time_ns()}:"
+    with open_log(f"memory://bench{time.time_ns()}") as log:
+        log.create_topic(TopicSpec(topic, 4, cleanup_policy="compact"))
+        records = []
+        for k in range(keys):
+            state, t = EntityState(v), T0
+            for _ in range(200):
+                t += rng.randrange(1, 600_000)
+                state.update({"card": k, "ts": t, "amount": rng.uniform(1, 500),
+                              "merchant": f"m{rng.randrange(50)}"}, t)
+            state.compact(t)
+            record = {"entity": str(k), "t": t, "state": state.snapshot()}
+            records.append(Message(orjson.dumps(record), str(k).encode(), timestamp_ms=t))
+        log.append(topic, records)
+        with RedisSync(log, v, topic, redis_url, key_prefix=prefix) as sync:
+            sync.catch_up()
+    with RedisOnlineStore(redis_url, v, key_prefix=prefix) as store:
+        cold = _lookups(store, [str(k) for k in range(keys)])
+        warm = _lookups(store, [str(rng.randrange(keys)) for _ in range(lookups)])
+        store.client.delete(*store.client.scan_iter(match=f"{prefix}*", count=1_000))
+    return {"keys": keys, "features": len(FEATURES), "warm": warm, "cold": cold}
+
+
+def _lookups(store: OnlineStore | RedisOnlineStore, keys: list[str]) -> dict[str, float]:
     lat = np.empty(len(keys))
     clock = time.perf_counter_ns
     for i, key in enumerate(keys):

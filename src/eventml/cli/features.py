@@ -1,4 +1,5 @@
-"""`eventml features verify|get`: check a materialized feature view, read its online values.
+"""`eventml features verify|get|sync`: check a materialized feature view, read its online
+values (from the log, or from Redis), copy them into Redis.
 
 The view is named as ``module:attribute`` (a FeatureView, or a function returning one,
 such as ``eventml.demos.fraud.views:card_activity``); ``--app`` is the name of the app
@@ -25,6 +26,10 @@ features_app = typer.Typer(
 
 ViewArgument = Annotated[str, typer.Argument(help="The view as module:attribute.")]
 AppOption = Annotated[str, typer.Option("--app", "-a", help="Name of the app that materializes it.")]
+KeyPrefixOption = Annotated[
+    str | None,
+    typer.Option("--key-prefix", help="Redis key prefix (default: eventml:features:<view>:)."),
+]
 
 
 def load_view(spec: str) -> FeatureView:
@@ -82,11 +87,22 @@ def get(
     at_ms: Annotated[
         int | None, typer.Option("--at-ms", help="As of this time (default: the view's stream time).")
     ] = None,
+    redis_url: Annotated[
+        str | None, typer.Option("--redis", help="Read from Redis (as `features sync` keeps it), not the log.")
+    ] = None,
+    key_prefix: KeyPrefixOption = None,
     broker: BrokerOption = DEFAULT_BROKER,
 ) -> None:
     """Online values of KEYS, one JSON object per key."""
     spec = load_view(view)
     topic = online_topic(app, spec)
+    if redis_url is not None:
+        from eventml.cli._features_redis import get_from_redis
+
+        for key, row in zip(keys, get_from_redis(view, app, spec, redis_url, key_prefix, keys, at_ms),
+                            strict=True):
+            typer.echo(orjson.dumps({"key": key, **row}).decode())
+        return
     try:
         with connect(broker) as log:
             if topic not in log.list_topics():
@@ -98,3 +114,26 @@ def get(
         fail(str(e))
     for key, row in zip(keys, rows, strict=True):
         typer.echo(orjson.dumps({"key": key, **row}).decode())
+
+
+@features_app.command("sync")
+def sync(
+    view: ViewArgument,
+    app: AppOption,
+    redis_url: Annotated[str, typer.Option("--redis", help="Redis URL, e.g. redis://127.0.0.1:6379.")],
+    follow: Annotated[bool, typer.Option("--follow", help="Keep copying new records.")] = False,
+    idle_exit: Annotated[
+        float | None, typer.Option("--idle-exit", min=0, help="With --follow: stop after S idle seconds.")
+    ] = None,
+    key_prefix: KeyPrefixOption = None,
+    broker: BrokerOption = DEFAULT_BROKER,
+) -> None:
+    """Copy the view's online topic into Redis (exactly-once effects), for `get --redis`
+    and RedisOnlineStore in any process."""
+    from eventml.cli._features_redis import sync_to_redis
+
+    if idle_exit is not None and not follow:
+        fail("--idle-exit needs --follow")
+    spec = load_view(view)
+    typer.echo(sync_to_redis(spec, online_topic(app, spec), broker, redis_url, key_prefix,
+                             follow=follow, idle_exit=idle_exit))

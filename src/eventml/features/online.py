@@ -8,6 +8,13 @@ goes to a compacted topic ``<app>-features-<view>`` in the same transaction. Wit
 event sees) also go to ``<app>-features-<view>-served``, the record
 :func:`~eventml.features.verify.verify_served` compares with historical retrieval.
 
+Events fold in log (arrival) order per entity; one later than the view's
+``allowed_lateness_ms`` behind the entity's newest event is dropped for the view: it
+still gets a served record (the values as they stand, marked ``"late": true``), and
+it is counted per entity in the state and per process in
+``FeatureTopics.stats.late``. Dropped events are not dead-lettered: the source topic
+keeps them, and :attr:`~eventml.features.state.EntityState.late` says how many.
+
 :class:`OnlineStore` tails the compacted topic (any process, any machine that reaches
 the log) and answers ``get_online_features(keys)`` from memory, as of the view's
 stream time (the newest event time seen) or a time given.
@@ -15,20 +22,29 @@ stream time (the newest event time seen) or a time given.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
+import weakref
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from eventml.engine import App, KeyState
+from eventml.engine import App, KeyState, Stream
+from eventml.features._serving import ServedValues, select
 from eventml.features.spec import FeatureView
-from eventml.features.state import EntityState, json_snapshot
+from eventml.features.state import EntityState, json_snapshot_bytes
 from eventml.log.base import Log, LogError, TopicPartition
 from eventml.state._tail import read_rows
+
+
+@dataclass(slots=True)
+class FeatureStats:
+    """Counters of a materialized view in this process, since it started (a batch
+    retried after a failure counts again; the per-entity counts in the state are exact)."""
+
+    late: int = 0  # events dropped for arriving later than the view's allowed lateness
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,26 +54,44 @@ class FeatureTopics:
     online: str
     served: str | None
     store: str
+    stats: FeatureStats = field(default_factory=FeatureStats, compare=False)
+    values: Stream | None = field(default=None, compare=False)  # each event with its values
 
 
 def online_topic(app: str, view: FeatureView) -> str:
     return f"{app}-features-{view.name}"
 
 
-def materialize(app: App, view: FeatureView, *, log_served: bool = False, rekey: bool = False) -> FeatureTopics:
+_MATERIALIZED: weakref.WeakKeyDictionary[App, dict[str, tuple[FeatureView, FeatureTopics]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def materialized(app: App) -> dict[str, tuple[FeatureView, FeatureTopics]]:
+    """The views :func:`materialize` added to ``app``, by name, with their topics (what
+    ``eventml serve --app`` serves)."""
+    return dict(_MATERIALIZED.get(app, {}))
+
+
+def materialize(
+    app: App, view: FeatureView, *, log_served: bool = False, rekey: bool = False,
+    stream: Stream | None = None,
+) -> FeatureTopics:
     """Compute ``view`` in ``app``. The source must be keyed by the entity, or pass
-    ``rekey=True`` to re-key it through a repartition topic first."""
+    ``rekey=True`` to re-key it through a repartition topic first.
+
+    ``stream`` (a stream of ``view.source``, keyed by the entity) is where to fold, when
+    the app scores on the view: :attr:`FeatureTopics.values` is then the stream of each
+    event with the values it was served (``{"event", "entity", "t", "values", ...}``),
+    so a model reads exactly what the online store and the skew check see."""
     source = app.topics.get(view.source) or app.topic(view.source)
     store = f"features-{view.name}"
-    topics = FeatureTopics(
-        online_topic(app.name, view),
-        f"{online_topic(app.name, view)}-served" if log_served else None,
-        store,
-    )
-    stream = app.stream(source)
-    if rekey:
-        stream = stream.key_by(view.key_of)
+    if stream is None:
+        stream = app.stream(source)
+        if rekey:
+            stream = stream.key_by(view.key_of)
 
+    stats = FeatureStats()
     # the live EntityState per key, reused while the store still holds the very state
     # object it last wrote (after a rollback or a restore it holds another: rebuild)
     live: dict[str, tuple[object, EntityState]] = {}
@@ -70,30 +104,46 @@ def materialize(app: App, view: FeatureView, *, log_served: bool = False, rekey:
             entity = hit[1]
         else:
             entity = EntityState(view) if raw is None else EntityState.from_raw(view, raw)
-        entity.update(value, t)
-        assert entity.last_ms is not None
-        entity.compact(entity.last_ms)
-        raw = entity.raw()
+        accepted = entity.update(value, t)
+        if not accepted:
+            stats.late += 1
+        last_ms = entity.last_ms
+        assert last_ms is not None
+        entity.compact(last_ms)
+        # pickled: one bytes object per event, not a tree of tuples and dicts that the
+        # garbage collector would walk until the store drops it
+        raw = entity.packed()
         state["s"] = raw
         live[state.key] = (raw, entity)
-        return {"entity": state.key, "t": t, "raw": raw,
-                "values": entity.values_at(max(t, entity.last_ms))}
+        return {"entity": state.key, "t": t, "raw": raw, "n": entity.seen, "late": not accepted,
+                "values": entity.values_at(t if t > last_ms else last_ms), "event": value}
 
     def newest_per_entity(values: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
-        """One online record per entity and batch (its newest state, as JSON)."""
+        """One online record per entity and batch (its newest state, as JSON: serialized
+        here, embedded as is when the record is)."""
         last = {v["entity"]: i for i, v in enumerate(values)}
         return [
-            {"entity": v["entity"], "t": v["t"], "state": json_snapshot(v["raw"])}
+            {"entity": v["entity"], "t": v["t"], "state": orjson.Fragment(json_snapshot_bytes(v["raw"]))}
             if last[v["entity"]] == i else None
             for i, v in enumerate(values)
         ]
 
     folded = stream.process(fold, state=store)
+    topics = FeatureTopics(
+        online_topic(app.name, view),
+        f"{online_topic(app.name, view)}-served" if log_served else None,
+        store,
+        stats,
+        folded,
+    )
     online = app.topic(topics.online, partitions=source.partitions, compact=True)
     folded.map_batch(newest_per_entity).filter(lambda v: v is not None).to(online)
     if topics.served is not None:
         served = app.topic(topics.served, partitions=source.partitions)
-        folded.map(lambda v: {"entity": v["entity"], "t": v["t"], "values": v["values"]}).to(served)
+        # "n": the event's place in its entity's arrivals, which verify_served replays to
+        folded.map(lambda v: {"entity": v["entity"], "t": v["t"], "n": v["n"], "late": v["late"],
+                              "values": v["values"]}).to(served)
+    _MATERIALIZED.setdefault(app, {})[view.name] = (view, topics)
     return topics
 
 
@@ -108,12 +158,7 @@ class OnlineStore:
         self.stale_after_s, self.timeout_s = stale_after_s, timeout_s
         self._snaps: dict[str, dict[str, Any]] = {}
         self._states: dict[str, EntityState] = {}
-        # per key: (time bucket, values) — windowed values only change when the asked
-        # time crosses a tile boundary, so a bucket of the tiles' gcd can be reused
-        self._values: dict[str, tuple[int, dict[str, Any]]] = {}
-        tiles = [f.tile for f in view.features if f.kind == "window"]
-        self._bucket_ms = math.gcd(*tiles) if tiles else 1
-        self._exact = [f.name for f in view.features if f.kind != "window"]
+        self._served = ServedValues(view)  # the serving rules, shared with RedisOnlineStore
         self._positions: dict[int, int] = {}
         self.stream_time_ms: int | None = None
         self._lock = threading.Lock()
@@ -141,7 +186,7 @@ class OnlineStore:
                     entity = key.decode()
                     self._snaps[entity] = record["state"]
                     self._states.pop(entity, None)
-                    self._values.pop(entity, None)
+                    self._served.forget(entity)
                     t = int(record["t"])
                     if self.stream_time_ms is None or t > self.stream_time_ms:
                         self.stream_time_ms = t
@@ -159,30 +204,10 @@ class OnlineStore:
         names = list(features) if features is not None else self.view.feature_names
         out = []
         for key in keys:
-            values = self._values_of(str(key), at_ms)
-            out.append(dict.fromkeys(names) if values is None else {n: values[n] for n in names})
+            entity = str(key)
+            values = self._served.values_of(entity, self._state(entity), at_ms, self.stream_time_ms)
+            out.append(select(values, names))
         return out
-
-    def _values_of(self, key: str, at_ms: int | None) -> dict[str, Any] | None:
-        entity = self._state(key)
-        if entity is None or entity.last_ms is None:
-            return None
-        at = at_ms if at_ms is not None else (self.stream_time_ms or entity.last_ms)
-        at = max(at, entity.last_ms)
-        ttl = self.view.ttl_ms
-        if ttl is not None and at - entity.last_ms > ttl:
-            return None
-        bucket = at // self._bucket_ms
-        hit = self._values.get(key)
-        if hit is not None and hit[0] == bucket:
-            if not self._exact:
-                return hit[1]
-            values = dict(hit[1])
-            values.update(entity.exact_values_at(at))  # since_last: the exact time
-            return values
-        values = entity.values_at(at)
-        self._values[key] = (bucket, values)
-        return values
 
     def _state(self, key: str) -> EntityState | None:
         state = self._states.get(key)

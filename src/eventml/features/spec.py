@@ -10,6 +10,17 @@
 A view is configuration only; :class:`~eventml.features.state.EntityState` is the
 pure logic built from it, shared by online serving and historical retrieval, so both
 compute every value with the same code.
+
+Late events (``allowed_lateness_ms``, a.k.a. grace). Each entity's events are taken in
+log (arrival) order; the entity's stream time is the newest event time seen so far. An
+event at least as new as ``stream time - allowed_lateness_ms`` is folded into the tile
+of its own time, so it counts in every window that holds that time from then on
+(values already served are not rewritten); an older one is dropped for the view and
+counted (:attr:`~eventml.features.state.EntityState.late`). The default, 0, accepts
+events in time order (ties included) and drops any that arrive behind the entity's
+newest: the default of eventml's own windows (``grace_ms=0``), of Flink's allowed
+lateness and of Kafka Streams' ``ofSizeWithNoGrace``. Set it to the out-of-orderness
+the source really has (e.g. ``5 * MINUTE`` for mobile clients that batch their sends).
 """
 
 from __future__ import annotations
@@ -122,7 +133,8 @@ def distinct(name: str, field: str, window_ms: int, *, tile_ms: int | None = Non
 
 def since_last(name: str) -> Feature:
     """Seconds since the entity's latest event strictly before the asked time (at an
-    event's own time: since the one before it; None if there is none)."""
+    event's own time: since the one before it, 0 if both share that time; None if
+    there is none). A late event counts if it was accepted and is the newest before."""
     return Feature(name, None, kind="since_last")
 
 
@@ -134,6 +146,8 @@ class FeatureView:
     function of the value); ``time`` likewise the event time in ms (default: the
     record's timestamp). ``ttl_ms``: a value older than this (the entity's last
     event before the asked time) is not served (``None``), as in Feast.
+    ``allowed_lateness_ms``: how far behind the entity's newest event time an event
+    may arrive and still count (see the module's docstring); older ones are dropped.
     """
 
     name: str
@@ -144,8 +158,13 @@ class FeatureView:
     time: str | Callable[[Any], int] | None = None
     description: str = ""
     tags: dict[str, str] = field(default_factory=dict)
+    allowed_lateness_ms: int = 0
 
     def __post_init__(self) -> None:
+        if self.allowed_lateness_ms < 0:
+            raise ValueError(
+                f"feature view {self.name!r}: allowed_lateness_ms must be >= 0, got {self.allowed_lateness_ms}"
+            )
         names = [f.name for f in self.features]
         if not names:
             raise ValueError(f"feature view {self.name!r} has no features")
