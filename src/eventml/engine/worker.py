@@ -234,7 +234,7 @@ class Worker:
         """Process batches until :meth:`stop`, or no record arrived for ``idle_timeout_s``,
         or ``max_records`` were processed."""
         idle_since = time.monotonic()
-        _tune_gc()
+        tune_gc()
         try:
             while not self._stop.is_set():
                 n = self.step()
@@ -412,9 +412,11 @@ class _DirectTransaction(Transaction):
         self.pending.clear()
 
 
-def _tune_gc() -> None:
+def tune_gc() -> None:
     """Fewer garbage collections: a batch allocates many short-lived objects, and
-    state holds many long-lived ones that the default thresholds rescan often."""
+    state holds many long-lived ones that the default thresholds rescan often.
+    :meth:`Worker.run` calls it; a loop of its own around :meth:`Worker.step` should too
+    (process-wide, idempotent)."""
     gc.freeze()  # what exists now (modules, the app) is never collected
     gen0, _, _ = gc.get_threshold()
     if gen0 < _GC_GEN0:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eventml.engine import App, Worker
-from eventml.engine.worker import _tune_gc as tune_gc
+from eventml.engine.worker import tune_gc
 from eventml.log.base import ConsumerConfig, Log, TopicPartition, TopicSpec
 from eventml.replay._bounds import Admission
 from eventml.replay._errors import ReplayError

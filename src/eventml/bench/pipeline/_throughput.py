@@ -26,7 +26,7 @@ from eventml.bench.pipeline._setup import (
 )
 from eventml.demos.fraud.app import fraud_app
 from eventml.engine import App, Worker
-from eventml.engine.worker import _tune_gc
+from eventml.engine.worker import tune_gc
 from eventml.log import ConsumerConfig, Log, TopicPartition
 
 
@@ -133,7 +133,7 @@ def _drain_runner(bench: _Bench, make: Callable[[int], _Runner], group: str, wha
         return _drain_forked(bench, make, group, what)
     runner = make(0)
     try:
-        _tune_gc()  # what Worker.run does: same collector settings as the pipeline
+        tune_gc()  # what Worker.run does: same collector settings as the pipeline
         seconds, startup_s, _, first = time_reads(runner.step, bench.events, what)
         return _Drain(seconds, startup_s, first, runner.counters())
     finally:
@@ -158,7 +158,7 @@ def _child(
             threading.Thread(target=_stop_when, args=(stop, worker.stop), daemon=True).start()
             worker.run()  # closes the worker
         else:
-            _tune_gc()
+            tune_gc()
             try:
                 while not stop.is_set():
                     runner.step()
