@@ -7,6 +7,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,11 +31,13 @@ from eventml.demos.fraud.events import (
     transaction_from_event,
 )
 from eventml.demos.fraud.generator import GeneratorConfig
-from eventml.demos.fraud.model import choose_threshold, training_set
+from eventml.demos.fraud.model import Threshold, choose_threshold, train_fraud_model, training_set
 from eventml.demos.fraud.patterns import PATTERNS
 from eventml.demos.fraud.profile import risk_tier
 from eventml.demos.fraud.run import redact_url
+from eventml.demos.fraud.views import card_activity
 from eventml.events import from_record, to_message
+from eventml.features import get_historical_features
 from eventml.log import ConsumerConfig, Log, Record, open_log
 from eventml.views import ViewStore
 
@@ -226,7 +229,8 @@ def test_model_is_trained_on_the_history_with_the_serving_features(model: FraudM
 def test_memory_log_run_meets_precision_and_recall(model: FraudModel) -> None:
     log = open_log("memory://")
     progress: list[int] = []
-    result = run_fraud_demo(log, events=20_000, model=model, progress=progress.append)
+    result = run_fraud_demo(log, events=20_000, model=model, progress=progress.append,
+                            candidate=model)
 
     assert result.events == 20_000
     assert result.precision >= 0.8 and result.recall >= 0.6, result
@@ -253,7 +257,8 @@ def test_memory_log_run_meets_precision_and_recall(model: FraudModel) -> None:
     assert data["broker"] == "memory://"
     orjson.dumps(data)  # serialisable
 
-    again = run_fraud_demo(log, events=20_000, model=model)  # same log: reads only its own run
+    assert result.what_if is not None and result.what_if["diff"]["added"] == 0
+    again = run_fraud_demo(log, events=20_000, model=model, what_if=False)  # reads only its own run
     assert (again.precision, again.recall, again.alerts) == (
         result.precision,
         result.recall,
@@ -285,6 +290,7 @@ def test_runs_unchanged_on_durable_logs(durable_log: Log, model: FraudModel, tmp
         transactions_topic=tx_topic,
         alerts_topic=alerts_topic,
         views_db=tmp_path / "card_risk.sqlite",
+        candidate=model,
     )
     assert result.events == 4_000 and result.alerts > 0
     assert result.topics == (tx_topic, alerts_topic)
@@ -306,6 +312,11 @@ def test_runs_unchanged_on_durable_logs(durable_log: Log, model: FraudModel, tmp
     assert profiles["events"] == len(transactions) + len(alerts) and profiles["dead_letters"] == 0
     assert profiles["by_risk"]["high"] == sum(v["risk"] == "high" for v in rows.values())
 
+    # replaying the same model into a sandbox reproduces the live alerts (on Kafka too)
+    assert result.what_if is not None
+    diff = result.what_if["diff"]
+    assert (diff["added"], diff["removed"], diff["baseline"]["events"]) == (0, 0, diff["common"])
+
 
 def test_feature_view_served_values_have_no_skew_across_two_runs(
     durable_log: Log, model: FraudModel
@@ -315,9 +326,60 @@ def test_feature_view_served_values_have_no_skew_across_two_runs(
     suffix = uuid.uuid4().hex[:8]
     topics = {"transactions_topic": f"tx-{suffix}", "alerts_topic": f"alerts-{suffix}"}
     for _ in range(2):
-        result = run_fraud_demo(durable_log, events=12_000, model=model, features=True, **topics)
+        result = run_fraud_demo(durable_log, events=12_000, model=model, features=True,
+                                what_if=False, **topics)
         assert result.feature_skew == {"view": "card_activity", "compared": 10_000,
                                        "mismatches": 0, "examples": []}
+
+
+def test_a_model_on_the_feature_view_scores_the_values_it_was_served(tmp_path: Path) -> None:
+    """Trained on point-in-time retrieval of the view over its history, the model is fed
+    the view's served values in the pipeline: each alert's view features equal historical
+    retrieval at that transaction, and the served values have no skew."""
+    view = card_activity()
+    history = generate_transactions(30_000, seed=(3, 1))
+    model = train_fraud_model(history, random_state=3, view=view)
+    assert model.view_features == tuple(view.feature_names)
+    assert model.feature_names == FEATURE_NAMES + model.view_features
+    log = open_log(f"embedded://{tmp_path}/data")
+    result = run_fraud_demo(log, events=8_000, model=model, what_if=False, profiles=False)
+    assert result.feature_skew is not None and result.feature_skew["mismatches"] == 0
+    assert result.precision >= 0.7 and result.recall >= 0.6, result
+    alerts = [from_record(r) for r in read_topic(log, "fraud-alerts")]
+    assert len(alerts) == result.alerts > 0
+    rows = [(a.key, a.time_ms) for a in alerts]
+    expected = get_historical_features(log, view, rows).to_dicts()
+    for alert, row in zip(alerts, expected, strict=True):
+        for name in view.feature_names:
+            want = None if row[name] is None else round(float(row[name]), 6)
+            assert alert.data["features"][name] == want, (alert.data, row)
+
+
+def test_what_if_replays_the_champion_exactly_and_a_lower_threshold_adds_alerts(
+    model: FraudModel, tmp_path: Path
+) -> None:
+    """Replaying the live model over the run reproduces its alerts on the last day (the
+    replay warms state up from the run's start); a candidate with half the threshold only
+    adds alerts. Both are scored against the chargebacks the run appended."""
+    log = open_log(f"embedded://{tmp_path}/data")
+    same = run_fraud_demo(log, events=8_000, model=model, candidate=model, profiles=False)
+    assert same.chargebacks == same.fraud_events
+    assert same.what_if is not None
+    diff = same.what_if["diff"]
+    assert same.what_if["replayed"] == 8_000
+    assert (diff["added"], diff["removed"]) == (0, 0) and diff["common"] > 0
+    assert diff["baseline"]["duplicates"] == diff["candidate"]["duplicates"] == 0
+    assert diff["baseline"]["precision"] == diff["candidate"]["precision"]
+    assert diff["positives"] > 0
+
+    lower = replace(model, threshold=Threshold(model.threshold.value / 2, math.nan, math.nan))
+    other = run_fraud_demo(log, events=8_000, model=model, candidate=lower, profiles=False)
+    assert other.what_if is not None
+    diff = other.what_if["diff"]
+    assert diff["removed"] == 0 and diff["added"] > 0
+    assert diff["candidate"]["recall"] >= diff["baseline"]["recall"]
+    # the second run continued the timeline: its window holds only its own alerts
+    assert diff["baseline"]["events"] == diff["common"] == same.what_if["diff"]["common"]
 
 
 # ---------------------------------------------------------------- the command
@@ -326,7 +388,7 @@ def test_feature_view_served_values_have_no_skew_across_two_runs(
 def test_cli_json_is_one_object_on_stdout(
     model: FraudModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("eventml.demos.fraud.run.train_demo_model", lambda *a: model)
+    monkeypatch.setattr("eventml.demos.fraud.run.train_demo_model", lambda *a, **k: model)
     result = CliRunner().invoke(
         demo_app, ["fraud", "--events", "3000", "--json", "--broker", "memory://"]
     )

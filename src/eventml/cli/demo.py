@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 import orjson
 import typer
@@ -44,13 +45,19 @@ def fraud(
     ] = False,
     features: Annotated[
         bool,
-        typer.Option("--features", help="Also compute the card_activity feature view and "
-                     "check the values it served against point-in-time retrieval."),
+        typer.Option("--features/--no-features",
+                     help="The model also reads the card_activity feature view (trained by "
+                          "point-in-time retrieval; served values checked against it)."),
+    ] = True,
+    no_what_if: Annotated[
+        bool, typer.Option("--no-what-if", help="Skip replaying a candidate model over the run.")
     ] = False,
     broker: BrokerOption = DEFAULT_BROKER,
 ) -> None:
     """Card transactions -> per-card features (keyed state) -> scikit-learn model ->
-    fraud-alerts, plus per-card velocity windows; on the stream engine, exactly-once."""
+    fraud-alerts, plus per-card velocity windows; on the stream engine, exactly-once.
+    Then: chargebacks (delayed labels), a what-if replay of a candidate model compared
+    on the run's last day, and the card_risk read model."""
     from eventml.demos.fraud import MissingDependency, run_fraud_demo
 
     try:
@@ -60,6 +67,7 @@ def fraud(
                 guarantee="at_least_once" if at_least_once else "exactly_once",
                 validate=not no_validate,
                 features=features,
+                what_if=not no_what_if,
             )
     except LogError as e:
         fail(str(e))
@@ -120,7 +128,10 @@ def _summary(result: dict[str, object]) -> Table:
                 else "(unthrottled: includes backlog; try --rate 5000)"
             ),
         ),
-        ("model", f"{result['model']} (threshold {result['threshold']:.3f})"),
+        ("model", f"{result['model']} on {len(result['features'])} features"  # type: ignore[arg-type]
+                  + (f" ({len(result['view_features'])} from the card_activity view)"  # type: ignore[arg-type]
+                     if result.get("view_features") else "")
+                  + f", threshold {result['threshold']:.3f}"),
         (
             "data contract",
             f"{result['schema']}; {result['dead_letters']:,} dead letters"
@@ -145,9 +156,31 @@ def _summary(result: dict[str, object]) -> Table:
         ))
         rows.append(("  query it", f"eventml views query {profiles['view']} --where risk=high "
                                    "--app eventml.demos.fraud.profile:views"))
+    what_if = result.get("what_if")
+    if isinstance(what_if, dict):
+        rows.extend(_what_if_rows(what_if))
     for name, value in rows:
         table.add_row(name, value)
     return table
+
+
+def _what_if_rows(what_if: dict[str, Any]) -> list[tuple[str, str]]:
+    diff = what_if["diff"]
+    base, cand = diff["baseline"], diff["candidate"]
+    window = f"{_iso(what_if['from_ms'])} to {_iso(what_if['to_ms'])}"
+    return [
+        ("what-if", f"candidate: {what_if['candidate']}; replayed {what_if['replayed']:,} "
+                    f"transactions at {what_if['events_per_s']:,.0f}/s into {what_if['sandbox']}"),
+        ("  last day", f"{window}: {diff['added']:,} alerts added, {diff['removed']:,} removed; "
+                       f"precision {base['precision']:.3f} -> {cand['precision']:.3f}, recall "
+                       f"{base['recall']:.3f} -> {cand['recall']:.3f} ({diff['positives']:,} chargebacks)"),
+        ("  diff it", f"eventml diff {base['topic']} {cand['topic']} --labels {diff['labels_topic']} "
+                      f"--from {_iso(what_if['from_ms'])} --to {_iso(what_if['to_ms'])}"),
+    ]
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _ms(value: object) -> str:

@@ -24,6 +24,7 @@ from eventml.schema import contract_of
 from eventml.windows import Count, Tumbling
 
 VELOCITY_WINDOW_MS = 60_000
+_NAN = float("nan")  # a view value the entity does not have yet (the model handles NaN)
 
 
 def fraud_app(
@@ -45,8 +46,11 @@ def fraud_app(
     ``validate`` binds :data:`~eventml.demos.fraud.events.TRANSACTION_SCHEMA` to the
     transactions topic (bare JSON accepted, frames too): a malformed transaction goes
     to ``TRANSACTIONS.dlq`` with the validation errors instead of reaching the model.
-    ``features`` also materializes the :func:`~eventml.demos.fraud.views.card_activity`
-    feature view (online topic, and the values served per transaction).
+    A model trained on the :func:`~eventml.demos.fraud.views.card_activity` feature view
+    (``model.view_features``) is fed its values: the view is materialized on the
+    transactions stream and each transaction is scored on the values it was served
+    (logged, so the skew check can compare them with point-in-time retrieval).
+    ``features`` materializes the view for a model that does not read it.
     """
     app = App(name, broker=broker, **settings)
     contract = contract_of(TRANSACTION_SCHEMA, framed=False) if validate else None
@@ -80,10 +84,24 @@ def fraud_app(
             "features": {n: round(v, 6) for n, v in zip(names, features, strict=True)},
         }
 
-    if features:
-        materialize(app, card_activity(transactions), log_served=True)
     stream = app.stream(tx_topic)
-    (stream.process(card_features, state="cards")
+    if model.view_features:  # the model reads the view: score each event on the values it was served
+        view = card_activity(transactions)
+        folded = materialize(app, view, log_served=True, stream=stream).values
+        assert folded is not None
+        wanted = model.view_features
+
+        def with_view(item: dict[str, Any], state: KeyState) -> tuple[Transaction, list[float]]:
+            tx, own = card_features(item["event"], state)
+            values = item["values"]
+            return tx, own + [_NAN if values[n] is None else float(values[n]) for n in wanted]
+
+        scored = folded.process(with_view, state="cards")
+    else:
+        if features:
+            materialize(app, card_activity(transactions), log_served=True)
+        scored = stream.process(card_features, state="cards")
+    (scored
         .map_batch(score)
         .filter(lambda v: v[2] >= threshold)
         .map(alert, metadata=True)

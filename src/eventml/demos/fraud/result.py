@@ -35,6 +35,8 @@ class FraudDemoResult:
     feature_skew: dict[str, Any] | None = None  # served feature values vs historical (--features)
     chargebacks: int = 0  # delayed labels appended after the run (one per fraudulent transaction)
     risk_profiles: dict[str, Any] | None = None  # the card_risk read model after the run
+    view_features: tuple[str, ...] = ()  # of ``features``, those the card_activity view serves
+    what_if: dict[str, Any] | None = None  # a candidate replayed over the run, diffed on its last day
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -63,6 +65,8 @@ class FraudDemoResult:
             "feature_skew": self.feature_skew,
             "chargebacks": self.chargebacks,
             "risk_profiles": self.risk_profiles,
+            "view_features": list(self.view_features),
+            "what_if": self.what_if,
         }
 
 

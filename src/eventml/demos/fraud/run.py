@@ -28,8 +28,10 @@ from eventml.demos.fraud.profile import card_risk
 from eventml.demos.fraud.result import FraudDemoResult
 from eventml.demos.fraud.transaction import datetime_to_ms
 from eventml.demos.fraud.views import card_activity
+from eventml.demos.fraud.whatif import what_if as run_what_if
 from eventml.engine import App, Guarantee, Item, Stream, Worker
 from eventml.engine.graph import To
+from eventml.engine.worker import tune_gc
 from eventml.events import to_message
 from eventml.features import verify_served
 from eventml.features.online import online_topic
@@ -38,14 +40,21 @@ from eventml.views import ProjectionRunner
 
 LIVE, HISTORY, CHARGEBACKS = 0, 1, 2  # seed streams: scored transactions, history, labels
 DAY_MS = 86_400_000
+CANDIDATE_PRECISION = 0.8  # the what-if candidate: the model with a lower alert threshold
 DEFAULT_HISTORY_EVENTS = 100_000
 PRODUCER_BATCH = 500
 
 
-def train_demo_model(seed: int = 7, history_events: int = DEFAULT_HISTORY_EVENTS) -> FraudModel:
-    """The demo's model, trained on a history generated independently of the live stream."""
+def train_demo_model(
+    seed: int = 7, history_events: int = DEFAULT_HISTORY_EVENTS, *, features: bool = False,
+    target_precision: float = 0.9,
+) -> FraudModel:
+    """The demo's model, trained on a history generated independently of the live stream;
+    with ``features``, on the ``card_activity`` feature view too. Its threshold is the
+    lowest with ``target_precision`` on the history's later part."""
     history = generate_transactions(history_events, seed=(seed, HISTORY))
-    return train_fraud_model(history, random_state=seed)
+    return train_fraud_model(history, random_state=seed, target_precision=target_precision,
+                             view=card_activity() if features else None)
 
 
 def run_fraud_demo(
@@ -70,6 +79,8 @@ def run_fraud_demo(
     chargebacks_topic: str | None = "chargebacks",
     profiles: bool = True,
     views_db: Path | None = None,
+    what_if: bool = True,
+    candidate: FraudModel | None = None,
 ) -> FraudDemoResult:
     """Generate ``events`` transactions, append them while the engine scores them
     (:func:`~eventml.demos.fraud.app.fraud_app`, exactly-once by default), and evaluate.
@@ -86,7 +97,10 @@ def run_fraud_demo(
     values it served against point-in-time retrieval of this run's transactions.
     ``chargebacks_topic`` then gets a ``card.chargeback`` for each fraudulent transaction
     of the run, dated days after it (the delayed labels what-if replays are judged by).
-    ``profiles`` then brings the ``card_risk`` read model
+    ``what_if`` then replays ``candidate`` (default: the model retrained for
+    :data:`CANDIDATE_PRECISION`, so it alerts more) over the run into a sandbox and
+    compares its alerts with the live ones on the run's last day, against the
+    chargebacks (:mod:`~eventml.demos.fraud.whatif`). ``profiles`` then brings the ``card_risk`` read model
     (:mod:`~eventml.demos.fraud.profile`) up to date, in ``views_db`` (default: the
     view's file in the data directory).
     """
@@ -94,7 +108,7 @@ def run_fraud_demo(
         raise ValueError(f"events must be >= 1, got {events}")
     train_started = time.perf_counter()
     if model is None:
-        model = train_demo_model(seed, history_events)
+        model = train_demo_model(seed, history_events, features=features)
     train_seconds = time.perf_counter() - train_started
     config = GeneratorConfig(start=_next_start(log, transactions_topic, GeneratorConfig().start))
     live = generate_transactions(events, seed=(seed, LIVE), config=config)
@@ -129,6 +143,7 @@ def run_fraud_demo(
         rate_eps=rate_eps,
     )
     clock = time.perf_counter
+    tune_gc()  # as Worker.run does (this loop steps the worker itself)
     try:
         _wait_for_assignment(worker)
         started = last_progress = clock()
@@ -184,6 +199,7 @@ def run_fraud_demo(
         model=model.name,
         threshold=model.threshold.value,
         features=model.feature_names,
+        view_features=model.view_features,
         broker=redact_url(log.url),
         topics=(transactions_topic, alerts_topic),
         seed=seed,
@@ -191,10 +207,33 @@ def run_fraud_demo(
         velocity_alerts=len(velocity_ids),
         schema=_contract_summary(worker, transactions_topic),
         dead_letters=worker.stats.dead_letters,
-        feature_skew=_skew(log, app.name, transactions_topic, run_starts, skew_sample) if features else None,
+        feature_skew=(_skew(log, app.name, transactions_topic, run_starts, skew_sample)
+                      if features or model.view_features else None),
         chargebacks=chargebacks,
+        what_if=(_what_if(log, model, candidate, seed, history_events, live, transactions_topic,
+                          alerts_topic, chargebacks_topic, partitions, validate)
+                 if what_if and chargebacks_topic is not None else None),
         risk_profiles=_profiles(log, transactions_topic, alerts_topic, views_db) if profiles else None,
     )
+
+
+def _what_if(
+    log: Log, model: FraudModel, candidate: FraudModel | None, seed: int, history_events: int,
+    live: GeneratedTransactions, transactions: str, alerts: str, chargebacks: str,
+    partitions: int, validate: bool,
+) -> dict[str, Any]:
+    if candidate is None:
+        candidate = train_demo_model(seed, history_events, features=bool(model.view_features),
+                                     target_precision=CANDIDATE_PRECISION)
+    described = (f"threshold {candidate.threshold.value:.3f} (for precision "
+                 f"{CANDIDATE_PRECISION:.0%} on the history) vs live {model.threshold.value:.3f}")
+    result = run_what_if(
+        log, candidate, description=described, sandbox=f"whatif-{uuid.uuid4().hex[:8]}",
+        first_ms=live.transactions[0].time_ms, last_ms=live.transactions[-1].time_ms,
+        transactions=transactions, alerts=alerts, chargebacks=chargebacks,
+        partitions=partitions, validate=validate,
+    )
+    return result.to_json()
 
 
 def _next_start(log: Log, topic: str, start: datetime) -> datetime:
