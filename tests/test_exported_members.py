@@ -36,9 +36,10 @@ PUBLIC = {
     ],
     "eventml.features": [
         "DAY", "HOUR", "MINUTE", "SECOND", "CountDistinct", "EntityState", "Feature",
-        "FeatureTopics", "FeatureView", "HistoricalFeatures", "OnlineStore", "SkewReport",
-        "count", "distinct", "get_historical_features", "materialize", "maximum", "mean",
-        "minimum", "since_last", "total", "verify_served",
+        "FeatureTopics", "FeatureView", "HistoricalFeatures", "OnlineStore", "RedisOnlineStore",
+        "RedisSync", "SkewReport",
+        "count", "distinct", "get_historical_features", "materialize", "materialized",
+        "maximum", "mean", "minimum", "since_last", "total", "verify_served",
     ],
     "eventml.schema": [
         "HEADER_SIZE", "LEVELS", "MAGIC_BYTE", "BadMagicByte", "BoundContract", "Contract",
@@ -47,6 +48,10 @@ PUBLIC = {
         "SchemaRegistry", "SchemaType", "SchemaVersion", "ShortFrame", "StoredSchema",
         "SubjectNotFound", "UnknownSchemaId", "VersionNotFound", "contract_of", "decode_frame",
         "encode_frame", "parse_schema",
+    ],
+    "eventml.api": [
+        "ApiError", "FeatureRefresher", "ServedView", "ViewsRouter", "create_app",
+        "features_router", "online_stores", "sqlite_view", "stored_view",
     ],
     "eventml.schema.api": [
         "ACCEPTED_CONTENT_TYPES", "CONTENT_TYPE", "MAX_BODY_BYTES", "RegistryJSONResponse",
@@ -67,12 +72,17 @@ PUBLIC = {
         "RetryPolicy", "TransientError", "call_with_retry", "classify", "dead_letter_message",
         "dead_letter_topic", "parse_dead_letter", "provenance", "redact", "replay",
     ],
+    "eventml.replay": [
+        "DecisionDiff", "ReplayError", "ReplayResult", "Sandbox", "Side", "TimeWindow",
+        "diff_decisions", "parse_time", "replay", "sandbox_app",
+    ],
     "eventml.views": [
         "EventMeta", "Handler", "InvalidProjection", "PartitionStatus", "Projection",
-        "ProjectionFailed", "ProjectionRunner", "Row", "RunStats", "Table", "ViewStatus",
-        "ViewStore", "Views", "as_views", "default_db_path", "load_views", "projection",
-        "view_status",
+        "ProjectionFailed", "ProjectionRunner", "Row", "RowStore", "RunStats", "Table",
+        "ViewNotFound", "ViewStatus", "ViewStore", "Views", "as_views", "default_db_path",
+        "load_views", "open_view_store", "projection", "view_status",
     ],
+    "eventml.views.pg_store": ["PostgresViewStore", "redact", "table_name"],
 }
 
 

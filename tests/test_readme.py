@@ -49,3 +49,15 @@ def test_readme_contract_example_runs(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=60)
     assert dlq.returncode == 0, dlq.stderr
     assert "amount" in dlq.stdout and len(dlq.stdout.strip().splitlines()) == 1
+
+
+def test_readme_feature_view_example_runs(tmp_path: Path) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    assert len(blocks) >= 4
+    run = subprocess.run([sys.executable, "-c", blocks[3]], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == [
+        "[{'tx_1h': 1, 'spend_1h': 5.0}]",
+        "[{'entity': 'card-1', 'event_timestamp_ms': 1767269700000, 'tx_1h': 2, 'spend_1h': 50.0}]",
+    ]
