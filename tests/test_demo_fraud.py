@@ -327,7 +327,7 @@ def test_feature_view_served_values_have_no_skew_across_two_runs(
     topics = {"transactions_topic": f"tx-{suffix}", "alerts_topic": f"alerts-{suffix}"}
     for _ in range(2):
         result = run_fraud_demo(durable_log, events=12_000, model=model, features=True,
-                                what_if=False, **topics)
+                                what_if=False, profiles=False, **topics)  # (a view file in ./.eventml on Kafka)
         assert result.feature_skew == {"view": "card_activity", "compared": 10_000,
                                        "mismatches": 0, "examples": []}
 
