@@ -32,7 +32,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -59,6 +59,27 @@ def pytest_configure(config: pytest.Config) -> None:
         )
 
 
+def _own_server(
+    what: str, start: Callable[[], str], stop: Callable[[], None], unavailable: type[Exception]
+) -> Iterator[str]:
+    """Start a server for the session and yield its address; if it cannot start, fail
+    under CI (a missing service is never a silent skip there), else skip with the reason."""
+    failure: Exception | None = None
+    try:
+        address = start()
+    except unavailable as exc:
+        failure = exc
+    if failure is not None:  # raised outside ``except`` to keep the report short
+        stop()
+        if _in_ci():
+            pytest.fail(f"{what} unavailable: {failure}", pytrace=False)
+        pytest.skip(f"{what} unavailable: {getattr(failure, 'reason', failure)}")
+    try:
+        yield address
+    finally:
+        stop()
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
     """Bootstrap address ("127.0.0.1:PORT") of a real Kafka broker for this session."""
@@ -77,25 +98,19 @@ def kafka_bootstrap() -> Iterator[str]:
         return
 
     broker = KafkaBroker()
-    failure: KafkaUnavailable | None = None
-    try:
+
+    def start() -> str:
         broker.start()
-    except KafkaUnavailable as exc:
-        failure = exc
-    if failure is not None:
-        if _in_ci():
-            # The one-line reason first; the broker log tail (if any) below it.
-            pytest.fail(f"Kafka broker unavailable: {failure}", pytrace=False)
-        pytest.skip(f"Kafka broker unavailable: {failure.reason}")
-    try:
-        yield broker.bootstrap
-    finally:
-        broker.stop()
+        return broker.bootstrap
+
+    # the one-line reason first; under CI the broker log tail (if any) below it
+    yield from _own_server("Kafka broker", start, broker.stop, KafkaUnavailable)
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    """URL ("redis://127.0.0.1:PORT") of a real redis-server for this session."""
+    """URL ("redis://127.0.0.1:PORT") of a real redis-server for this session:
+    ``$EVENTML_REDIS_URL`` if it answers, else one of its own."""
     from eventml.testing.redis import RedisServer, RedisUnavailable, check_url
 
     external = os.environ.get("EVENTML_REDIS_URL", "").strip()
@@ -103,30 +118,23 @@ def redis_url() -> Iterator[str]:
         try:
             check_url(external)
         except RedisUnavailable:
-            external = ""  # not answering: start one of our own below
+            external = ""  # not answering: start one of our own
     if external:
         yield external
         return
-
     server = RedisServer()
-    failure: RedisUnavailable | None = None
-    try:
+
+    def start() -> str:
         server.start()
-    except RedisUnavailable as exc:
-        failure = exc
-    if failure is not None:
-        if _in_ci():
-            pytest.fail(f"Redis unavailable: {failure.reason}", pytrace=False)
-        pytest.skip(f"Redis unavailable: {failure.reason}")
-    try:
-        yield server.url
-    finally:
-        server.stop()
+        return server.url
+
+    yield from _own_server("Redis", start, server.stop, RedisUnavailable)
 
 
 @pytest.fixture(scope="session")
 def postgres_dsn() -> Iterator[str]:
-    """URL ("postgresql://postgres@127.0.0.1:PORT/eventml") of a real PostgreSQL server."""
+    """URL ("postgresql://postgres@127.0.0.1:PORT/eventml") of a real PostgreSQL server:
+    ``$EVENTML_POSTGRES_DSN`` if it answers, else a throwaway cluster of its own."""
     import tempfile
 
     from eventml.testing.postgres import PostgresCluster, PostgresUnavailable, check_dsn
@@ -136,27 +144,18 @@ def postgres_dsn() -> Iterator[str]:
         try:
             check_dsn(external, timeout=10.0)
         except PostgresUnavailable:
-            external = ""  # not answering: start one of our own below
+            external = ""  # not answering: start one of our own
     if external:
         yield external
         return
-
     cluster = PostgresCluster(tempfile.mkdtemp(prefix="eventml-postgres-"))
-    failure: PostgresUnavailable | None = None
-    try:
+
+    def start() -> str:
         dsn = cluster.start()
         check_dsn(dsn, timeout=10.0)
-    except PostgresUnavailable as exc:
-        failure = exc
-    if failure is not None:
-        cluster.remove()
-        if _in_ci():
-            pytest.fail(f"PostgreSQL unavailable: {failure}", pytrace=False)
-        pytest.skip(f"PostgreSQL unavailable: {failure.reason}")
-    try:
-        yield dsn
-    finally:
-        cluster.remove()
+        return dsn
+
+    yield from _own_server("PostgreSQL", start, cluster.remove, PostgresUnavailable)
 
 
 @pytest.fixture(params=["memory", "embedded", pytest.param("kafka", marks=pytest.mark.kafka)])
