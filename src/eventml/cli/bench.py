@@ -18,6 +18,9 @@ console = Console(highlight=False)
 
 # every benchmark prints a table, or one JSON object, and can keep the JSON in a file
 JsonOption = Annotated[bool, typer.Option("--json", help="Only one JSON object on stdout.")]
+TempBrokerOption = Annotated[
+    str | None, typer.Option("--broker", "-b", help="Log URL (default: a temporary embedded log).")
+]
 OutOption = Annotated[
     Path | None, typer.Option("--out", "-o", help="Also write the JSON object to this file.")
 ]
@@ -265,9 +268,7 @@ def features(
     events: Annotated[int, typer.Option("--events", "-n", help="Transactions in the log.")] = 1_000_000,
     rows: Annotated[int, typer.Option("--rows", help="Entity rows asked of historical retrieval.")] = 100_000,
     keys: Annotated[int, typer.Option("--keys", help="Entities in the online store.")] = 10_000,
-    broker: Annotated[
-        str | None, typer.Option("--broker", "-b", help="Log URL (default: a temporary embedded log).")
-    ] = None,
+    broker: TempBrokerOption = None,
     json: JsonOption = False,
     out: OutOption = None,
 ) -> None:
@@ -319,9 +320,7 @@ def views(
         str | None,
         typer.Option("--db", help="A postgresql:// URL to rebuild into (default: a SQLite file)."),
     ] = None,
-    broker: Annotated[
-        str | None, typer.Option("--broker", "-b", help="Log URL (default: a temporary embedded log).")
-    ] = None,
+    broker: TempBrokerOption = None,
     json: JsonOption = False,
     out: OutOption = None,
 ) -> None:
