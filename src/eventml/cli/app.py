@@ -63,6 +63,10 @@ def _add_optional_groups() -> None:
     app.command("replay")(replay_command)
     app.command("diff")(diff_command)
 
+    from eventml.cli.models import models_app
+
+    app.add_typer(models_app, name="models")
+
 
 def _version(value: bool) -> None:
     if value:

@@ -10,6 +10,7 @@ import importlib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 from eventml.log.base import Log, LogError
@@ -45,6 +46,13 @@ _EXAMPLES = {
 
 class UnsupportedBroker(LogError, ValueError):
     pass
+
+
+def data_dir(url: str | None = None) -> Path:
+    """The directory for local files (views, models): the embedded log's, else ``./.eventml``."""
+    parsed = parse_broker_url(url or DEFAULT_URL)
+    base = parsed.location if parsed.scheme == "embedded" else parse_broker_url(DEFAULT_URL).location
+    return Path(base)
 
 
 def register_backend(scheme: str, factory: Factory | str, example: str | None = None) -> None:

@@ -51,7 +51,7 @@ from eventml.log.base import (
     TopicPartition,
     TopicSpec,
 )
-from eventml.log.registry import DEFAULT_URL, parse_broker_url
+from eventml.log.registry import data_dir
 from eventml.views.base import RowStore, open_view_store
 from eventml.views.projection import EventMeta, Projection, Row
 from eventml.views.store import ViewStore
@@ -70,9 +70,7 @@ def default_db_path(log_url: str | None, name: str) -> Path:
 
     The data dir is the embedded log's directory, else ``./.eventml``.
     """
-    url = parse_broker_url(log_url or DEFAULT_URL)
-    base = url.location if url.scheme == "embedded" else parse_broker_url(DEFAULT_URL).location
-    return Path(base) / "views" / f"{name}.sqlite"
+    return data_dir(log_url) / "views" / f"{name}.sqlite"
 
 
 @dataclass(frozen=True, slots=True)
