@@ -83,6 +83,13 @@ PUBLIC = {
         "load_views", "open_view_store", "projection", "view_status",
     ],
     "eventml.views.pg_store": ["PostgresViewStore", "redact", "table_name"],
+    "eventml.ml": [
+        "AliasNotFound", "ArtifactCorrupt", "FeatureMismatch", "InferenceStats", "MissingFeature",
+        "VersionStats", "predict", "Flavor", "FlavorError", "InvalidModelName",
+        "LoadedModel", "ModelNotFound", "ModelRef", "ModelRegistry", "ModelSummary",
+        "ModelVersion", "OnlineModel", "RegistryError", "Saved", "ScoringModel", "TrainingRange",
+        "default_registry_path", "flavor_for", "flavor_names", "parse_ref", "register_flavor",
+    ],
 }
 
 

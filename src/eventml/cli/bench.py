@@ -335,6 +335,40 @@ def views(
     _emit(result, json=json, out=out, render=render_views_table)
 
 
+@bench_app.command("inference")
+def inference(
+    events: Annotated[int, typer.Option("--events", "-n", help="Events scored in the pipeline.")] = 400_000,
+    features: Annotated[int, typer.Option("--features", help="Numeric features per event.")] = 10,
+    max_batch: Annotated[int, typer.Option("--max-batch", help="Events per micro-batch at most.")] = 5_000,
+    per_event_calls: Annotated[
+        int, typer.Option("--per-event-calls", help="1-row predict_proba calls timed per model.")
+    ] = 2_000,
+    model: Annotated[
+        list[str] | None, typer.Option("--model", "-m", help="logreg and/or hgb (default: both).")
+    ] = None,
+    profile: Annotated[
+        bool, typer.Option("--profile", help="cProfile the pipelines: where their time goes.")
+    ] = False,
+    broker: TempBrokerOption = None,
+    json: JsonOption = False,
+    out: OutOption = None,
+) -> None:
+    """Batched model scoring in the pipeline vs the raw batched call vs per-event calls."""
+    _at_least(("--events", events, 1), ("--features", features, 1), ("--max-batch", max_batch, 1),
+              ("--per-event-calls", per_event_calls, 1))
+    models = tuple(model or ("logreg", "hgb"))
+    for m in models:
+        if m not in ("logreg", "hgb"):
+            fail(f"--model must be logreg or hgb, got {m!r}")
+
+    from eventml.bench.inference import render_inference_table, run
+
+    result = run(broker, events=events, features=features, max_batch=max_batch,
+                 per_event_calls=per_event_calls, models=models, profile=profile,
+                 progress=None if json else lambda msg: err_console.print(f"[dim]{msg}[/]"))
+    _emit(result, json=json, out=out, render=render_inference_table)
+
+
 def _at_least(*checks: tuple[str, float, float]) -> None:
     """One line and exit 2 for the first option below its minimum."""
     for name, value, least in checks:

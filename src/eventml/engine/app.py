@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -196,6 +196,12 @@ class Stream:
         """``fn(values)`` over the whole micro-batch returns one new value per value
         (a list, tuple or numpy array); for vectorized features and model scoring."""
         return self._then(g.MapBatch, fn=fn, retry=retry)
+
+    def predict(self, model: Any, *, features: Sequence[str], **options: Any) -> Stream:
+        """Score each micro-batch with ``model`` in one call: see :func:`eventml.ml.inference.predict`."""
+        from eventml.ml.inference import predict
+
+        return predict(self, model, features=features, **options)
 
     def process(
         self,
