@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
 import orjson
 
@@ -90,6 +90,45 @@ class RowStore(Protocol):
     def __enter__(self) -> RowStore: ...
 
     def __exit__(self, *exc: object) -> None: ...
+
+
+class JsonRowStore:
+    """What every :class:`RowStore` backend derives from its JSON-text primitives
+    (``get_encoded``, ``commit_encoded``, ``close``): a backend defines only those."""
+
+    def get_encoded(self, key: str) -> str | None:
+        raise NotImplementedError
+
+    def commit_encoded(
+        self, rows: Mapping[str, str | None], positions: Mapping[TopicPartition, int], *,
+        now_ms: int,
+    ) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def get(self, key: str) -> Row | None:
+        text = self.get_encoded(key)
+        return None if text is None else decode_row(text)
+
+    def commit(
+        self, rows: Mapping[str, Row | None], positions: Mapping[TopicPartition, int], *,
+        now_ms: int,
+    ) -> None:
+        """Write changed ``rows`` (``None`` deletes) and the next ``positions`` atomically."""
+        self.commit_encoded({k: None if v is None else encode_row(v) for k, v in rows.items()},
+                            positions, now_ms=now_ms)
+
+    def commit_positions(self, positions: Mapping[TopicPartition, int], *, now_ms: int) -> None:
+        """Positions alone (a batch whose events changed no row)."""
+        self.commit_encoded({}, positions, now_ms=now_ms)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def encode_row(row: Row) -> str:

@@ -36,12 +36,12 @@ import orjson
 
 from eventml.log.base import TopicPartition
 from eventml.views.base import (
+    JsonRowStore,
     StoredPosition,
     ViewNotFound,
     check_filters,
     check_page,
     decode_row,
-    encode_row,
 )
 from eventml.views.projection import Row, check_field
 
@@ -77,7 +77,7 @@ def redact(dsn: str) -> str:
     return f"postgresql://{user}{parts.get('host', '')}{port}/{parts.get('dbname', '')}"
 
 
-class PostgresViewStore:
+class PostgresViewStore(JsonRowStore):
     """One view's table in PostgreSQL (a :class:`~eventml.views.base.RowStore`).
 
     Holds one connection; not thread-safe; one writer (its runner) at a time. With
@@ -182,10 +182,6 @@ class PostgresViewStore:
         return f"{redact(self.dsn)} table {qualified}"
 
     # -- reads --------------------------------------------------------------
-    def get(self, key: str) -> Row | None:
-        text = self.get_encoded(key)
-        return None if text is None else decode_row(text)
-
     def get_encoded(self, key: str) -> str | None:
         found = self._conn.execute(self._sql_get, (key,)).fetchone()
         return None if found is None else str(found[0])
@@ -255,17 +251,6 @@ class PostgresViewStore:
                 f"row {key!r}: PostgreSQL cannot store the NUL character (\\u0000) in a key "
                 "or a jsonb row")
 
-    def commit(
-        self,
-        rows: Mapping[str, Row | None],
-        positions: Mapping[TopicPartition, int],
-        *,
-        now_ms: int,
-    ) -> None:
-        """Write changed ``rows`` (``None`` deletes) and the next ``positions`` atomically."""
-        self.commit_encoded({k: None if v is None else encode_row(v) for k, v in rows.items()},
-                            positions, now_ms=now_ms)
-
     def commit_encoded(
         self,
         rows: Mapping[str, str | None],
@@ -291,10 +276,6 @@ class PostgresViewStore:
                     [positions[tp] for tp in tps]))
             cur.execute(self._sql_touch, (now_ms, self.view))
 
-    def commit_positions(self, positions: Mapping[TopicPartition, int], *, now_ms: int) -> None:
-        """Positions alone (a batch whose events changed no row)."""
-        self.commit_encoded({}, positions, now_ms=now_ms)
-
     def reset(self) -> None:
         """Forget every row and position (a rebuild starts from here), in one transaction."""
         conn = self._conn
@@ -319,8 +300,3 @@ class PostgresViewStore:
     def close(self) -> None:
         self._conn.close()
 
-    def __enter__(self) -> PostgresViewStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

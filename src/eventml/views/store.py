@@ -16,6 +16,7 @@ from typing import Any
 
 from eventml.log.base import TopicPartition
 from eventml.views.base import (
+    JsonRowStore,
     StoredPosition,
     check_filters,
     check_page,
@@ -42,7 +43,7 @@ _POSITION = (
 )
 
 
-class ViewStore:
+class ViewStore(JsonRowStore):
     """The SQLite file of one view (a :class:`~eventml.views.base.RowStore`).
     Not thread-safe; one writer (its runner) at a time."""
 
@@ -65,10 +66,6 @@ class ViewStore:
         return str(self.path)
 
     # -- reads --------------------------------------------------------------
-    def get(self, key: str) -> Row | None:
-        text = self.get_encoded(key)
-        return None if text is None else decode_row(text)
-
     def get_encoded(self, key: str) -> str | None:
         found = self._db.execute("SELECT value FROM rows WHERE key = ?", (key,)).fetchone()
         return None if found is None else str(found[0])
@@ -112,17 +109,6 @@ class ViewStore:
     def check_encoded(self, key: str, text: str) -> None:
         """Any JSON object text is storable in SQLite."""
 
-    def commit(
-        self,
-        rows: Mapping[str, Row | None],
-        positions: Mapping[TopicPartition, int],
-        *,
-        now_ms: int,
-    ) -> None:
-        """Write changed ``rows`` (``None`` deletes) and the next ``positions`` atomically."""
-        self.commit_encoded({k: None if v is None else encode_row(v) for k, v in rows.items()},
-                            positions, now_ms=now_ms)
-
     def commit_encoded(
         self,
         rows: Mapping[str, str | None],
@@ -149,10 +135,6 @@ class ViewStore:
             db.execute("ROLLBACK")
             raise
 
-    def commit_positions(self, positions: Mapping[TopicPartition, int], *, now_ms: int) -> None:
-        """Positions alone (a batch whose events changed no row)."""
-        self.commit({}, positions, now_ms=now_ms)
-
     def reset(self) -> None:
         """Forget every row and position (a rebuild starts from here)."""
         db = self._db
@@ -169,11 +151,6 @@ class ViewStore:
     def close(self) -> None:
         self._db.close()
 
-    def __enter__(self) -> ViewStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _where(where: Mapping[str, Any]) -> tuple[str, list[Any]]:
