@@ -20,7 +20,7 @@ bootstrap: $(STAMP) ## Create .venv and install eventml with all extras (idempot
 demo: bootstrap ## Run the fraud-detection demo on the embedded log
 	$(BIN)/eventml demo fraud
 
-test: bootstrap ## Provision a real Kafka broker, lint, type-check and run the whole suite
+test: bootstrap ## Provision Kafka, Redis and PostgreSQL, lint, type-check and run the whole suite
 	@scripts/test
 
 lint: bootstrap ## ruff + mypy
