@@ -198,7 +198,12 @@ class Stream:
         return self._then(g.MapBatch, fn=fn, retry=retry)
 
     def predict(self, model: Any, *, features: Sequence[str], **options: Any) -> Stream:
-        """Score each micro-batch with ``model`` in one call: see :func:`eventml.ml.inference.predict`."""
+        """Score each micro-batch with ``model`` in one call: see :func:`eventml.ml.inference.predict`.
+
+        Options include ``registry=`` (``"fraud@champion"`` then follows the alias: hot swap at
+        batch boundaries), ``shadow=``, ``canary=(model, fraction)``, ``decision=`` (a
+        threshold or a function of the score) and ``predictions="topic"`` (every prediction
+        logged as a ``model.prediction`` event, in the batch's transaction)."""
         from eventml.ml.inference import predict
 
         return predict(self, model, features=features, **options)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 import orjson
 
 from eventml.engine.graph import TopicRef
-from eventml.engine.items import Item, new_item
+from eventml.engine.items import Item, _new_item, new_item
 from eventml.log.base import Headers, Message, Record
 from eventml.schema.contract import BoundContract, ContractViolation
 
@@ -23,8 +24,8 @@ class DecodeError(ValueError):
 
 def decoder(
     topic: TopicRef, *, internal: bool = False, contract: BoundContract | None = None
-) -> Callable[[Record], Item]:
-    """A function from one record of ``topic`` to an :class:`Item` (raises :class:`DecodeError`).
+) -> Decoder:
+    """How records of ``topic`` become :class:`Item` s (a :class:`Decoder`).
 
     With a ``contract`` the value is read through it: unframed or framed, upcast to
     the topic's schema and validated (a violation is a :class:`DecodeError` too).
@@ -40,18 +41,34 @@ def decoder(
         loads = bytes.decode
     else:
         loads = _identity
-    time_of = _time_getter(topic.time)
+    return Decoder(topic, loads, _time_getter(topic.time))
 
-    def decode(record: Record) -> Item:
+
+class Decoder:
+    """Records of one topic to items: one record (``decoder(record)``, raises
+    :class:`DecodeError`) or a whole poll's worth (:meth:`many`)."""
+
+    __slots__ = ("_loads", "_time_of", "topic")
+
+    def __init__(
+        self, topic: TopicRef, loads: Callable[[bytes], Any], time_of: Callable[[Any], int] | None
+    ) -> None:
+        self.topic = topic
+        self._loads = loads
+        self._time_of = time_of
+
+    def __call__(self, record: Record) -> Item:
+        topic = self.topic
         raw = record.value
         try:
-            value = None if raw is None else loads(raw)
+            value = None if raw is None else self._loads(raw)
             key = None if record.key is None else record.key.decode()
             ident = event_id(record)
         except ContractViolation as e:
             raise DecodeError(str(e)) from e
         except (ValueError, UnicodeDecodeError, pickle.UnpicklingError) as e:
             raise DecodeError(f"{topic.name}: cannot decode as {topic.value}: {e}") from e
+        time_of = self._time_of
         if time_of is None:
             return new_item(key, value, record.timestamp_ms, ident, record)
         try:
@@ -60,7 +77,40 @@ def decoder(
             raise DecodeError(f"{topic.name}: no event time in the value ({type(e).__name__}: {e})") from e
         return new_item(key, value, t, ident, record)
 
-    return decode
+    def many(self, records: Sequence[Record]) -> tuple[list[Item], list[tuple[Record, DecodeError]]]:
+        """The items of ``records`` in order, and the records that could not be decoded
+        (with why), in order: exactly what calling the decoder on each record gives.
+
+        A batch decodes column by column (values, keys, times, ids), with no Python call
+        per record but the value's own decoding; if anything in it fails, the batch is
+        decoded again one record at a time, to find which and why.
+        """
+        try:
+            return self._columns(records), []
+        except Exception:  # the one-by-one pass below raises or reports it exactly
+            pass
+        items: list[Item] = []
+        failed: list[tuple[Record, DecodeError]] = []
+        for r in records:
+            try:
+                items.append(self(r))
+            except DecodeError as e:
+                failed.append((r, e))
+        return items, failed
+
+    def _columns(self, records: Sequence[Record]) -> list[Item]:
+        loads, time_of = self._loads, self._time_of
+        values = [None if raw is None else loads(raw) for raw in map(_VALUE, records)]
+        keys = [None if k is None else k.decode() for k in map(_KEY, records)]
+        ids = [h[0][1].decode() if h and h[0][0] == "ce_id" else event_id(r)
+               for r, h in zip(records, map(_HEADERS, records), strict=True)]
+        times = map(_TIMESTAMP, records) if time_of is None else [time_of(v) for v in values]
+        return list(map(_new_item, zip(keys, values, times, ids, records, strict=True)))
+
+
+_VALUE, _KEY, _TIMESTAMP, _HEADERS = (
+    itemgetter(Record._fields.index(name)) for name in ("value", "key", "timestamp_ms", "headers")
+)
 
 
 def event_id(record: Record) -> str:

@@ -8,10 +8,8 @@ from dataclasses import dataclass
 from eventml.deadletter.retry import RetryPolicy
 from eventml.engine import graph as g
 from eventml.engine import operators as ops
-from eventml.engine.codecs import decoder, encoder
+from eventml.engine.codecs import Decoder, decoder, encoder
 from eventml.engine.errors import Guard
-from eventml.engine.items import Item
-from eventml.log.base import Record
 from eventml.schema.contract import BoundContract
 
 
@@ -20,7 +18,7 @@ class Plan:
     """Per input topic: how to decode its records and the operator tree they enter."""
 
     roots: dict[str, ops.Op]
-    decoders: dict[str, Callable[[Record], Item]]
+    decoders: dict[str, Decoder]
     topics: dict[str, g.TopicRef]  # every topic to create (inputs, outputs, internal)
     stores: list[tuple[g.StoreRef, str]]  # (store, topic whose partitions it follows)
     internal: set[str]
@@ -41,7 +39,7 @@ def compile_topology(
     bound = dict(contracts or {})
     built: dict[str, ops.Op] = {}
     roots: dict[str, ops.Op] = {}
-    decoders: dict[str, Callable[[Record], Item]] = {}
+    decoders: dict[str, Decoder] = {}
     topics = dict(declared)
     stores: list[tuple[g.StoreRef, str]] = []
     internal: set[str] = set()

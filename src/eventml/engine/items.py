@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import partial
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from eventml.log.base import Message, Record, TopicPartition
@@ -27,6 +28,16 @@ def with_value(item: Item, value: Any) -> Item:
     return _new_item((item[0], value, item[2], item[3], item[4]))
 
 
+def with_values(items: list[Item], values: list[Any]) -> list[Item]:
+    """Each item carrying the value at its place in ``values`` (same length), built in C."""
+    if len(items) != len(values):
+        raise ValueError(f"{len(values)} values for {len(items)} items")
+    return list(map(_new_item, zip(
+        map(_KEY, items), values, map(_TIME, items), map(_ID, items), map(_RECORD, items),
+        strict=True,
+    )))
+
+
 def with_key(item: Item, key: str | None) -> Item:
     return _new_item((key, item[1], item[2], item[3], item[4]))
 
@@ -36,6 +47,7 @@ def new_item(key: str | None, value: Any, time_ms: int, id: str, record: Record 
 
 
 _new_item = partial(tuple.__new__, Item)
+_KEY, _TIME, _ID, _RECORD = (itemgetter(i) for i in (0, 2, 3, 4))  # Item fields
 
 
 @dataclass

@@ -8,17 +8,19 @@ batch's :class:`Effects`, committed by the worker at the end of the batch.
 from __future__ import annotations
 
 from collections.abc import Callable
+from operator import itemgetter
 from typing import Any, Protocol
 
 from eventml.engine import graph as g
 from eventml.engine.errors import FAILED, Guard
-from eventml.engine.items import Effects, Item, with_key, with_value
+from eventml.engine.items import Effects, Item, with_key, with_value, with_values
 from eventml.engine.state import KeyState
 from eventml.log.base import Message
 from eventml.state.base import PartitionStore
 from eventml.windows import Emitted, Late, Retracted, WindowedAggregation, WindowedAggregationLogic
 
 STREAM_TIME_KEY = "\x00stream-time"
+_VALUE = itemgetter(1)  # Item.value
 
 
 class Task(Protocol):
@@ -151,8 +153,8 @@ class MapBatchOp(Op):
         if not items:
             return
         try:
-            results = self._call([it.value for it in items])
-            out = [with_value(it, v) for it, v in zip(items, results, strict=True)]
+            results = self._call(list(map(_VALUE, items)))
+            out = with_values(items, results)
         except Exception:  # isolate the failing values one by one
             out = []
             for it in items:

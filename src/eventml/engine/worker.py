@@ -17,9 +17,10 @@ import logging
 import socket
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 from eventml.clock import system_clock_ms
@@ -28,7 +29,6 @@ from eventml.deadletter.retry import RetryPolicy
 from eventml.engine import graph as g
 from eventml.engine.app import App
 from eventml.engine.batching import BatchSizer
-from eventml.engine.codecs import DecodeError
 from eventml.engine.compile import Plan, compile_topology
 from eventml.engine.errors import Guard, WorkerFailed
 from eventml.engine.items import Effects, Item
@@ -258,12 +258,13 @@ class Worker:
             records = self._admit(records)
         if not records:
             return 0
-        positions = self._positions(records)
+        by_tp = _by_partition(records)
+        positions = {tp: recs[-1].offset + 1 for tp, recs in by_tp.items()}
         if self.settings.unsafe_commit_first:  # deliberately wrong: for checker tests only
             self.consumer.commit(positions)
         fx = Effects()
         try:
-            self._process(records, fx)
+            self._process(by_tp, fx)
         except WorkerFailed:
             self._rewind(positions)
             raise
@@ -279,30 +280,17 @@ class Worker:
             st.batch_sizes.append(len(records))
         return len(records)
 
-    def _positions(self, records: Sequence[Record]) -> dict[TopicPartition, int]:
-        out: dict[TopicPartition, int] = {}
-        for r in records:
-            out[TopicPartition(r.topic, r.partition)] = r.offset + 1
-        return out
-
-    def _process(self, records: list[Record], fx: Effects) -> None:
-        by_tp: dict[TopicPartition, list[Record]] = defaultdict(list)
-        for r in records:
-            by_tp[TopicPartition(r.topic, r.partition)].append(r)
+    def _process(self, by_tp: Mapping[TopicPartition, list[Record]], fx: Effects) -> None:
         for tp, recs in by_tp.items():
             task = self._tasks.get(tp)
             if task is None:
                 task = self._tasks[tp] = _Task(self, tp)
-            decode = self.plan.decoders[tp.topic]
-            items: list[Item] = []
-            for r in recs:
-                try:
-                    items.append(decode(r))
-                except DecodeError as e:
-                    # a broken data contract is reported as itself, with the validation errors
-                    why = e.__cause__ if isinstance(e.__cause__, ContractViolation) else e
-                    self._guard(f"decode:{tp.topic}", self.settings.retry).dead_letter(
-                        Item(None, None, r.timestamp_ms, "", r), why, 1, fx)
+            items, failed = self.plan.decoders[tp.topic].many(recs)
+            for r, e in failed:
+                # a broken data contract is reported as itself, with the validation errors
+                why = e.__cause__ if isinstance(e.__cause__, ContractViolation) else e
+                self._guard(f"decode:{tp.topic}", self.settings.retry).dead_letter(
+                    Item(None, None, r.timestamp_ms, "", r), why, 1, fx)
             self.plan.roots[tp.topic].push(items, task, fx)
             ttl_stores = [s for s in self._stores.values()
                           if s.spec.ttl_ms is not None and s.partition.partition == tp.partition]
@@ -410,6 +398,23 @@ class _DirectTransaction(Transaction):
 
     def abort(self) -> None:
         self.pending.clear()
+
+
+def _by_partition(records: Sequence[Record]) -> dict[TopicPartition, list[Record]]:
+    """``records`` grouped by partition, in order of first appearance, each group in poll
+    order (a poll returns runs of one partition: one key comparison per record, in C)."""
+    out: dict[TopicPartition, list[Record]] = {}
+    for (topic, partition), run in groupby(records, _TOPIC_PARTITION):
+        tp = TopicPartition(topic, partition)
+        group = out.get(tp)
+        if group is None:
+            out[tp] = list(run)
+        else:
+            group.extend(run)
+    return out
+
+
+_TOPIC_PARTITION = itemgetter(0, 1)  # Record: (topic, partition, ...)
 
 
 def tune_gc() -> None:
