@@ -256,3 +256,63 @@ def test_stats_keep_batch_sizes_per_version() -> None:
     assert s.percentile_ms(0.5) == pytest.approx(1.0) and s.percentile_ms(0.99) == pytest.approx(1.0)
     report = stats.as_dict()["v7"]
     assert report["batch_sizes"] == {"<=1": 1, "<=4": 2, "<=128": 1} and report["mean_batch"] == 27
+
+
+# -- decisions, shadow, canary, the data contract -------------------------------------------
+
+
+def test_decision_is_a_threshold_or_a_function_of_the_score() -> None:
+    by_threshold = Scorer(lambda x: x[:, 0], features=["a"], decision=0.5)
+    assert [o["decision"] for o in by_threshold([{"a": 0.2}, {"a": 0.5}, {"a": 0.9}])] == [
+        False, True, True]
+    by_fn = Scorer(lambda x: x[:, 0], features=["a"], decision=lambda s: 0.3 < s < 0.6)
+    assert [o["decision"] for o in by_fn([{"a": 0.2}, {"a": 0.5}, {"a": 0.9}])] == [
+        False, True, False]
+    assert "decision" not in Scorer(lambda x: x[:, 0], features=["a"])([{"a": 1.0}])[0]
+    with pytest.raises(ValueError, match="decision="):
+        Scorer(lambda x: x[:, 0], features=["a"], decision="high")  # type: ignore[arg-type]
+
+
+def _tag(values: list[dict[str, Any]]) -> list[Any]:
+    return [(v, f"e{i}", f"k{i}", 1_000 + i, 0) for i, v in enumerate(values)]
+
+
+class _FailsOnTwo:
+    version = "shadow-v"
+
+    def predict_batch(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
+        if (x[:, 0] == 2.0).any():
+            raise ValueError("shadow cannot score 2")
+        return np.asarray(x[:, 0] * 10, dtype=np.float64)
+
+
+def test_a_shadow_is_logged_never_acted_on_and_its_failures_fail_nothing() -> None:
+    scorer = Scorer(lambda x: x[:, 0] + 1, features=["a"], shadow=_FailsOnTwo(), predictions=True)
+    out = scorer(_tag([{"a": 1.0}, {"a": 2.0}, {"a": 3.0}]))
+    assert [o["score"] for o, _ in out] == [2.0, 3.0, 4.0]  # the primary's: acted on
+    assert all(set(o) == {"a", "score"} for o, _ in out)  # nothing of the shadow's
+    slots = [p for _, p in out]
+    assert [s[0]["role"] for s in slots] == ["primary"] * 3 and all(s[1] is None for s in slots)
+    assert [s[2] and s[2]["score"] for s in slots] == [10.0, None, 30.0]  # 2.0: no shadow record
+    assert slots[0][2]["role"] == "shadow" and slots[0][2]["event_id"] == "e0"
+    assert scorer.stats.versions["shadow-v"].failed_events == 1
+
+
+def test_a_canary_needs_a_fraction_and_features_the_stream_has() -> None:
+    from eventml.ml import Canary, ContractMismatch
+
+    with pytest.raises(ValueError, match=r"fraction must be in \[0, 1\]"):
+        Canary("m@challenger", 1.5)
+    app = App("canary-build", broker="memory://")
+    stream = app.stream(app.topic("tx"))
+    with pytest.raises(FeatureMismatch, match=r"missing from features=: f1, f2, amount.*only use"):
+        stream.predict(lambda x: x[:, 0], features=["f0"], canary=(_Declares(), 0.1))
+    scored = stream.predict(lambda x: x[:, 0], features=["f0"], canary=(lambda x: x[:, 0] * 0, 1.0))
+    from eventml.ml.inference import scored_values
+
+    assert [v["score"] for v in scored_values(scored, [{"f0": 3.0}])] == [3.0]  # no key: primary
+
+    typed = app.topic("typed", schema={"type": "object", "properties": {"f0": {"type": "number"}}})
+    with pytest.raises(ContractMismatch, match="does not define: f1 \\(it defines: f0\\)"):
+        app.stream(typed).filter(lambda v: True).predict(lambda x: x[:, 0], features=["f0", "f1"])
+    app.stream(typed).predict(lambda x: x[:, 0], features=["f0"])  # in the contract: fine

@@ -11,11 +11,25 @@ A model is anything with ``predict_batch(x) -> scores`` (:class:`ScoringModel`),
 scikit-learn classifier (``predict_proba``, the positive class's column), a plain
 callable on a 2-D array, a loaded registry entry (``.model`` and ``.version`` with
 ``name``/``version``/``features``), or a string reference turned into one of these
-by ``resolve`` (e.g. a registry's ``load``).
+by ``resolve`` or ``registry``.
 
 If a batch fails, it is bisected: halves are scored recursively until the failing
 events are isolated; the others keep their scores, and each failing event fails on
 its own, with the model's own error, so the engine retries or dead-letters only it.
+
+**Hot swap.** With ``registry=``, a reference ``name@alias`` follows the alias: when a
+control event says it moved (:func:`eventml.ml.control.move_alias`), the scorer loads the
+new version (cached) and uses it from its next batch on. A batch, and every retry of its
+events, is scored by the versions current when it started.
+
+**Shadow and canary.** ``shadow=`` scores every event too; its predictions are logged
+(``role="shadow"``) and never put in the output. ``canary=`` (a :class:`Canary`) routes a
+stable key-hash share of keys to a challenger whose score is acted on (``role="canary"``);
+the primary model does not score those events.
+
+**Prediction log.** With ``predictions=TOPIC`` every prediction (primary, canary, shadow)
+is also a ``model.prediction`` event on that topic, written in the batch's transaction
+(see :mod:`eventml.ml.predlog`), so any decision can be re-scored later.
 """
 
 from __future__ import annotations
@@ -24,20 +38,31 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
+import orjson
 from numpy.typing import NDArray
 
+from eventml.deadletter.retry import FatalError
+from eventml.ml._live import Control, ControlSource, Fixed, Followed, ReadyModel
 from eventml.ml._matrix import MissingFeature, MissingPolicy, _row, feature_matrix
 from eventml.ml._stats import InferenceStats, VersionStats
+from eventml.ml.control import DEFAULT_WATCH_MS
 from eventml.ml.flavors import ScoringModel  # the one protocol, shared with the registry
+from eventml.ml.records import PREDICTION_TYPE
+from eventml.ml.rollout import Canary, canary_share
 
 if TYPE_CHECKING:
     from eventml.deadletter.retry import RetryPolicy
-    from eventml.engine.app import Stream
+    from eventml.engine.app import App, Stream
+    from eventml.engine.graph import TopicRef
 
 __all__ = [
+    "Canary",
+    "ContractMismatch",
+    "ControlUnavailable",
+    "Decision",
     "FeatureMismatch",
     "InferenceStats",
     "MissingFeature",
@@ -54,13 +79,18 @@ Scores = NDArray[np.float64]
 BatchFn = Callable[[NDArray[np.float64]], Scores]
 Resolve = Callable[[str], Any]
 VersionOf = str | Callable[[Any], "str | None"]
+Decision = float | Callable[[float], bool]
+"""A threshold (``score >= threshold`` decides yes) or a function of the score."""
 
+# the place of each role's record in a scored event's list of predictions (see predict)
+_SLOTS = {"primary": 0, "canary": 1, "shadow": 2}
 
 
 class FeatureMismatch(ValueError):
     """The model's declared features differ from the ones the stream is asked to feed it."""
 
-    def __init__(self, model: str, missing: Sequence[str], extra: Sequence[str]) -> None:
+    def __init__(self, model: str, missing: Sequence[str], extra: Sequence[str],
+                 hint: str = "pass features= with exactly the model's feature names") -> None:
         self.missing = tuple(missing)
         self.extra = tuple(extra)
         parts = []
@@ -68,10 +98,25 @@ class FeatureMismatch(ValueError):
             parts.append(f"missing from features=: {', '.join(self.missing)}")
         if self.extra:
             parts.append(f"not known to the model: {', '.join(self.extra)}")
-        super().__init__(
-            f"model {model} was trained on other features ({'; '.join(parts)}): "
-            "pass features= with exactly the model's feature names"
+        super().__init__(f"model {model} was trained on other features ({'; '.join(parts)}): {hint}")
+
+
+class ContractMismatch(FeatureMismatch):
+    """``features=`` names fields that the source topic's data contract does not define."""
+
+    def __init__(self, topic: str, missing: Sequence[str], defined: Sequence[str]) -> None:
+        ValueError.__init__(
+            self,
+            f"features= names fields that topic {topic!r}'s data contract does not define: "
+            f"{', '.join(missing)} (it defines: {', '.join(defined) or 'none'})",
         )
+        self.missing = tuple(missing)
+        self.extra = ()
+
+
+class ControlUnavailable(FatalError):
+    """The control topic or the registry cannot be read, so the alias's current version is
+    unknown: the worker stops (a restart retries) rather than score with a stale version."""
 
 
 class _Batch:
@@ -87,6 +132,44 @@ class _BatchFailed(Exception):
     """Some events of the batch failed; the engine now asks for each event alone."""
 
 
+class _Models(NamedTuple):
+    """The versions that score one batch (and every retry of its events)."""
+
+    primary: ReadyModel
+    canary: ReadyModel | None
+    shadow: ReadyModel | None
+
+
+def _models(primary: ReadyModel, canary: ReadyModel | None, shadow: ReadyModel | None) -> _Models:
+    """A shadow naming the primary's own version (``challenger`` and ``champion`` on the
+    same version, as before a first retraining or right after a promotion) has nothing to
+    compare: it is not scored, so the log holds no copy of the primary's predictions."""
+    if (shadow is not None and shadow.number is not None and shadow.name == primary.name
+            and shadow.number == primary.number):
+        shadow = None
+    return _Models(primary, canary, shadow)
+
+
+class _Pin:
+    """The last batch's values and models: an event of it asked again (the engine's
+    per-event retry) is scored by the same versions, even if the alias moved since."""
+
+    __slots__ = ("_ids", "models", "values")
+
+    def __init__(self, values: list[Any], models: _Models) -> None:
+        self.values = values
+        self.models = models
+        self._ids: dict[int, Any] | None = None
+
+    def holds(self, values: list[Any]) -> bool:
+        if not values or len(values) > len(self.values):
+            return False
+        if self._ids is None:
+            self._ids = {id(v): v for v in self.values}
+        ids = self._ids
+        return all(ids.get(id(v)) is v for v in values)
+
+
 class Scorer:
     """The runtime of :func:`predict`: called by the engine with a micro-batch of values,
     returns one new value per value (a copy with ``output`` and ``model_version`` set).
@@ -94,6 +177,13 @@ class Scorer:
     ``stats`` (an :class:`InferenceStats`) records each model call's size and time under
     the model version. Model calls run with OpenMP limited to one thread unless
     ``one_thread=False``: workers are the unit of parallelism, one per core.
+
+    Tagged (what :func:`predict` uses for a prediction log, a canary or a followed alias;
+    ``tagged=None`` decides from those) each value is ``(value, event_id, key, time_ms,
+    partition)`` (see :func:`event_meta`) and each result ``(output, predictions)``,
+    ``predictions`` being one slot per role (primary, canary, shadow; ``None`` where that
+    role did not score the event), each a :class:`~eventml.ml.records.Prediction` as a dict
+    (empty without ``predictions=True``).
     """
 
     def __init__(
@@ -108,6 +198,14 @@ class Scorer:
         stats: InferenceStats | None = None,
         one_thread: bool = True,
         timer: Callable[[], float] = time.perf_counter,
+        registry: Any = None,
+        shadow: Any = None,
+        canary: Canary | None = None,
+        decision: Decision | None = None,
+        predictions: bool = False,
+        tagged: bool | None = None,
+        control: ControlSource | None = None,
+        watch_every_ms: float = DEFAULT_WATCH_MS,
     ) -> None:
         if isinstance(features, str) or not features:
             raise ValueError("features= must be a non-empty list of field names")
@@ -115,37 +213,163 @@ class Scorer:
             raise ValueError(f"missing must be 'nan' or 'raise', got {missing!r}")
         if len(set(features)) != len(features):
             raise ValueError(f"features= names a field twice: {list(features)}")
-        loaded = _resolve(model, resolve)
-        inner, meta = _unwrap(loaded)
-        self.model = inner
-        self.version = _version(loaded, inner, meta, version_of)
-        self.label = f"{_describe(inner)}" + (f" {self.version}" if self.version else "")
-        self.features = _check_features(self.label, inner, meta, features)
+        if decision is not None and (isinstance(decision, bool) or not (
+                callable(decision) or isinstance(decision, (int, float)))):
+            raise ValueError(f"decision= must be a threshold or a function of the score, got {decision!r}")
+        self.registry = _open_registry(registry)
+        if self.registry is not None and resolve is None:
+            resolve = self.registry.load
+        self._resolve_ref = resolve
+        self._control_source = control
         self.output = output
         self.missing = missing
+        self.decision = decision
+        self.predictions = predictions
+        self.canary = canary
+        self.slots = 3 if shadow is not None else 2 if canary is not None else 1
         self.stats = stats if stats is not None else InferenceStats()
-        self._call = as_batch_model(inner)
         self._limit = _one_thread if one_thread else nullcontext
         self._timer = timer
         self._local = threading.local()
+        self._lock = threading.Lock()
+
+        self.features = tuple(features)
+        self._built = False  # until the primary model fixed the column order
+        self._primary = self._source(model, primary=True, version_of=version_of)
+        self._built = True
+        self._canary = None if canary is None else self._source(canary.model)
+        self._shadow = None if shadow is None else self._source(shadow)
+        followed = [s for s in (self._primary, self._canary, self._shadow) if isinstance(s, Followed)]
+        self._control = None
+        if followed:
+            assert control is not None
+            self._control = Control(control, followed, watch_every_ms)
+        self.tagged = (predictions or canary is not None or bool(followed)) if tagged is None else tagged
+        if (canary is not None or predictions) and not self.tagged:
+            raise ValueError("a canary and a prediction log need tagged values (tagged=True)")
+        self._since_look: set[int] = set()  # partitions scored since the control topic was read
+        self._fixed = _models(self._primary.model, _model_of(self._canary), _model_of(self._shadow))
+        self.model = self._inner  # the primary model object at build time
+        self.label = self._describe_primary()
         self.__qualname__ = f"predict[{self.label}]"
+
+    # -- models ---------------------------------------------------------------------
+    def _source(self, model: Any, *, primary: bool = False, version_of: VersionOf | None = None
+                ) -> Fixed | Followed:
+        if isinstance(model, str) and self.registry is not None and self._control_source is not None:
+            from eventml.ml.registry import InvalidModelName, parse_ref
+
+            try:
+                ref = parse_ref(model)
+            except InvalidModelName:  # not ours to follow (e.g. an MLflow models:/ reference)
+                ref = None
+            if ref is not None and ref.alias is not None:
+                return Followed(self.registry, ref.name, ref.alias,
+                                lambda loaded: self._ready(loaded, primary=primary))
+        loaded = _resolve(model, self._resolve_ref)
+        ready = self._ready(loaded, version_of=version_of, primary=primary)
+        return Fixed(ready)
+
+    def _ready(self, loaded: Any, *, version_of: VersionOf | None = None, primary: bool = False
+               ) -> ReadyModel:
+        """``loaded`` ready to score this stream's feature matrix (its columns picked).
+
+        The first primary model must declare exactly ``features=`` (in any order: its order
+        becomes the matrix's); any other model, or a later version of a followed primary,
+        must declare a subset of them (its columns are picked from the matrix)."""
+        inner, meta = _unwrap(loaded)
+        label = _version(loaded, inner, meta, version_of)
+        name = str(getattr(meta, "name", None) or _describe(inner))
+        number = getattr(meta, "version", None) if meta is not None else None
+        described = _describe(inner) + (f" {label}" if label else "")
+        declared = _declared(inner, meta)
+        if primary and not self._built:
+            self._inner = inner
+            self.features = _check_features(described, inner, meta, self.features)
+            features, cols = self.features, None
+        elif declared is None:
+            features, cols = self.features, None
+        else:
+            missing = [f for f in declared if f not in self.features]
+            if missing:
+                raise FeatureMismatch(described, missing, [], "a shadow, a canary or a new "
+                                      "version of an alias may only use fields of features=")
+            features = declared
+            order = tuple(self.features.index(f) for f in declared)
+            cols = None if order == tuple(range(len(self.features))) else order
+        return ReadyModel(as_batch_model(inner), label, name,
+                          None if number is None else int(number), features, cols)
+
+    def _describe_primary(self) -> str:
+        p = self._primary
+        if isinstance(p, Followed):
+            return p.ref
+        return _describe(self._inner) + (f" {p.model.label}" if p.model.label else "")
+
+    @property
+    def version(self) -> str | None:
+        """The primary model's version label now (e.g. ``fraud:3``)."""
+        return self._primary.model.label
+
+    @property
+    def followed(self) -> list[Followed]:
+        """The registry aliases this scorer follows (empty: its models never change)."""
+        return [] if self._control is None else list(self._control.followed)
+
+    def _current(self, values: list[Any]) -> _Models:
+        """The models for a new batch: control events applied first (a batch boundary).
+
+        The control topic is read at most every ``watch_every_ms``, and also before scoring
+        a partition this process has not scored since it last read it (e.g. one just moved
+        here from another worker, which may have switched already: reading first keeps the
+        partition's versions in order)."""
+        control = self._control
+        if control is None:
+            return self._fixed
+        partitions = {t[4] for t in values} if self.tagged else set()
+        with self._lock:
+            try:
+                looked = control.refresh(force=not partitions <= self._since_look)
+            except Exception as e:  # never score (or dead-letter) events on a guess
+                raise ControlUnavailable(
+                    f"{self.label}: cannot read the alias's version ({type(e).__name__}: {e}): "
+                    "check the log (control=, default the app's broker) and the registry"
+                ) from e
+            if looked:
+                self._since_look = partitions
+            return _models(self._primary.model, _model_of(self._canary), _model_of(self._shadow))
+
+    def _models_for(self, values: list[Any]) -> _Models:
+        local = self._local
+        pin: _Pin | None = getattr(local, "pin", None)
+        if pin is not None and getattr(local, "failed", False) and pin.holds(values):
+            return pin.models  # an event of the last (failed) batch, asked again
+        local.failed = False
+        models = self._current(values)
+        local.pin = _Pin(values, models)
+        return models
+
+    def close(self) -> None:
+        """Stop watching control events (the scorer still scores, with its current models)."""
+        if self._control is not None:
+            self._control.close()
 
     # -- the engine's map_batch function ------------------------------------------
     def __call__(self, values: list[Any]) -> list[Any]:
         known = self._known(values)
         if known is not None:
             return known
+        models = self._models_for(values)
         self._local.batch = None
         n = len(values)
         try:
-            x = feature_matrix(values, self.features, missing=self.missing)
-            scores = self._score(x)
+            return self._score_batch(values, models)
         except Exception:
+            self._local.failed = True
             if n == 1:
                 raise
-            self._local.batch = self._bisect(values)
+            self._local.batch = self._isolate(values, models)
             raise _BatchFailed(f"{self.label}: some events of a batch of {n} failed") from None
-        return self._outputs(values, scores)
 
     def _known(self, values: list[Any]) -> list[Any] | None:
         """The engine re-asks for the events of a failed batch (one at a time): answer from the
@@ -170,66 +394,251 @@ class Scorer:
             out.append(result)
         return out
 
-    def _score(self, x: NDArray[np.float64]) -> Scores:
+    def _values(self, values: list[Any]) -> list[Any]:
+        return [t[0] for t in values] if self.tagged else values
+
+    def _score_batch(self, values: list[Any], models: _Models) -> list[Any]:
+        inner = self._values(values)
+        x = feature_matrix(inner, self.features, missing=self.missing)
+        route = self._route(values, models)
+        acted = self._acted(x, models, route)
+        shadow = self._shadow_scores(x, models.shadow)
+        return self._outputs(values, inner, x, acted, route, models, shadow)
+
+    def _route(self, values: list[Any], models: _Models) -> NDArray[np.bool_] | None:
+        """Which events the canary scores (by key hash), or None without a canary."""
+        if models.canary is None or self.canary is None:
+            return None
+        fraction = self.canary.fraction
+        return np.fromiter(
+            (t[2] is not None and canary_share(t[2]) < fraction for t in values),
+            dtype=np.bool_, count=len(values),
+        )
+
+    def _acted(self, x: NDArray[np.float64], models: _Models, route: NDArray[np.bool_] | None) -> Scores:
+        if route is None or models.canary is None or not route.any():
+            return self._score(models.primary, x)
+        if route.all():
+            return self._score(models.canary, x)
+        scores = np.empty(len(x), dtype=np.float64)
+        scores[~route] = self._score(models.primary, x[~route])
+        scores[route] = self._score(models.canary, x[route])
+        return scores
+
+    def _score(self, model: ReadyModel, x: NDArray[np.float64]) -> Scores:
         t0 = self._timer()
         with self._limit():
-            scores = self._call(x)
-        self.stats.record(self.version, len(x), self._timer() - t0)
+            scores = model.call(model.matrix(x))
+        self.stats.record(model.label, len(x), self._timer() - t0)
         if scores.shape != (len(x),):
             raise ValueError(
-                f"model {self.label} returned scores of shape {scores.shape} for {len(x)} rows: "
-                "return one score per row"
+                f"model {model.label or model.name} returned scores of shape {scores.shape} "
+                f"for {len(x)} rows: return one score per row"
             )
         return scores
 
-    def _outputs(self, values: Sequence[Any], scores: Scores) -> list[Any]:
-        output, version = self.output, self.version
-        if version is None:
-            return [{**v, output: s} for v, s in zip(values, scores.tolist(), strict=True)]
-        return [
-            {**v, output: s, "model_version": version}
-            for v, s in zip(values, scores.tolist(), strict=True)
-        ]
+    def _shadow_scores(self, x: NDArray[np.float64], model: ReadyModel | None
+                       ) -> tuple[Scores, set[int]] | None:
+        """The shadow's scores and the rows it failed on: a shadow never fails a batch."""
+        if model is None:
+            return None
+        try:
+            return self._score(model, x), set()
+        except Exception:
+            scores, errors, calls = self._bisect(model, x)
+            self.stats.record_failures(model.label, len(errors), calls)
+            return scores, set(errors)
 
-    def _bisect(self, values: list[Any]) -> _Batch:
-        """Score the batch in halves, recursively, until each failure is one event."""
-        batch = _Batch()
+    def _bisect(self, model: ReadyModel, x: NDArray[np.float64]
+                ) -> tuple[Scores, dict[int, BaseException], int]:
+        """Score ``x`` in halves, recursively, until each failure is one row: the scores
+        (0 where a row failed), each failed row's error, and the number of calls."""
+        scores = np.zeros(len(x), dtype=np.float64)
+        errors: dict[int, BaseException] = {}
         calls = 0
-        rows: list[int] = []
-        cells: list[list[float]] = []
-        for i, v in enumerate(values):  # events whose features cannot be read fail alone
-            try:
-                cells.append(_row(v, self.features, self.missing))
-                rows.append(i)
-            except Exception as e:
-                batch.results[id(v)] = (v, None, e)
-        x = np.asarray(cells, dtype=np.float64).reshape(len(rows), len(self.features))
-        stack = [(0, len(rows))]
+        stack = [(0, len(x))]
         while stack:
             lo, hi = stack.pop()
             if lo >= hi:
                 continue
             calls += 1
-            idx = rows[lo:hi]
             try:
-                scores = self._score(x[lo:hi])
+                scores[lo:hi] = self._score(model, x[lo:hi])
             except Exception as e:
                 if hi - lo == 1:
-                    v = values[idx[0]]
-                    batch.results[id(v)] = (v, None, e)
+                    errors[lo] = e
                 else:
                     mid = (lo + hi) // 2
                     stack += [(mid, hi), (lo, mid)]
-                continue
-            chunk = [values[i] for i in idx]
-            for v, o in zip(chunk, self._outputs(chunk, scores), strict=True):
-                batch.results[id(v)] = (v, o, None)
-        failed = sum(1 for r in batch.results.values() if r[2] is not None)
-        self.stats.record_failures(self.version, failed, calls)
+        return scores, errors, calls
+
+    def _isolate(self, values: list[Any], models: _Models) -> _Batch:
+        """A failed batch: find the events that fail alone; score the others."""
+        batch = _Batch()
+        inner = self._values(values)
+        rows: list[int] = []
+        cells: list[list[float]] = []
+        for i, v in enumerate(inner):  # events whose features cannot be read fail alone
+            try:
+                cells.append(_row(v, self.features, self.missing))
+                rows.append(i)
+            except Exception as e:
+                batch.results[id(values[i])] = (values[i], None, e)
+        unreadable = len(values) - len(rows)
+        x = np.asarray(cells, dtype=np.float64).reshape(len(rows), len(self.features))
+        kept = [values[i] for i in rows]
+        route = self._route(kept, models)
+        acted = np.zeros(len(rows), dtype=np.float64)
+        errors: dict[int, BaseException] = {}
+        groups = [(models.primary, np.ones(len(rows), dtype=np.bool_) if route is None else ~route)]
+        if route is not None and models.canary is not None:
+            groups.append((models.canary, route))
+        for model, mask in groups:
+            idx = np.flatnonzero(mask)
+            scores, errs, calls = self._bisect(model, x[idx])
+            acted[idx] = scores
+            errors.update({int(idx[j]): e for j, e in errs.items()})
+            failed = len(errs) + (unreadable if model is models.primary else 0)
+            self.stats.record_failures(model.label, failed, calls)
+        shadow = self._shadow_scores(x, models.shadow)
+        outs = self._outputs(kept, [inner[i] for i in rows], x, acted, route, models, shadow)
+        for j, (v, o) in enumerate(zip(kept, outs, strict=True)):
+            error = errors.get(j)
+            batch.results[id(v)] = (v, None, error) if error is not None else (v, o, None)
         return batch
+
+    # -- outputs ------------------------------------------------------------------
+    def _decide(self, scores: Scores) -> list[Any] | None:
+        d = self.decision
+        if d is None:
+            return None
+        if callable(d):
+            return [bool(d(s)) for s in scores.tolist()]
+        return (scores >= d).tolist()  # type: ignore[no-any-return]
+
+    def _outputs(
+        self,
+        values: Sequence[Any],
+        inner: Sequence[Any],
+        x: NDArray[np.float64],
+        acted: Scores,
+        route: NDArray[np.bool_] | None,
+        models: _Models,
+        shadow: tuple[Scores, set[int]] | None,
+    ) -> list[Any]:
+        output, primary = self.output, models.primary
+        scores = acted.tolist()
+        decisions = self._decide(acted)
+        if not self.tagged:
+            label = primary.label
+            if decisions is None:
+                if label is None:
+                    return [{**v, output: s} for v, s in zip(inner, scores, strict=True)]
+                return [{**v, output: s, "model_version": label}
+                        for v, s in zip(inner, scores, strict=True)]
+            out = []
+            for v, s, d in zip(inner, scores, decisions, strict=True):
+                o = {**v, output: s, "decision": d}
+                if label is not None:
+                    o["model_version"] = label
+                out.append(o)
+            return out
+        canary = models.canary if route is not None else None
+        log_preds = self.predictions
+        rows_p = primary.matrix(x).tolist() if log_preds else None
+        rows_c = canary.matrix(x).tolist() if log_preds and canary is not None else None
+        shadow_part = None
+        if shadow is not None and models.shadow is not None and log_preds:
+            s_scores, s_failed = shadow
+            shadow_part = (models.shadow, s_scores.tolist(), self._decide(s_scores), s_failed,
+                           models.shadow.matrix(x).tolist())
+        slots = self.slots
+        results: list[Any] = []
+        for i, t in enumerate(values):
+            on_canary = canary is not None and route is not None and bool(route[i])
+            m = canary if on_canary and canary is not None else primary
+            s = scores[i]
+            o = {**inner[i], output: s}
+            if m.label is not None:
+                o["model_version"] = m.label
+            d = None if decisions is None else decisions[i]
+            if decisions is not None:
+                o["decision"] = d
+            if not log_preds:
+                results.append((o, []))
+                continue
+            preds: list[Any] = [None] * slots
+            rows = rows_c if on_canary else rows_p
+            assert rows is not None
+            preds[1 if on_canary else 0] = _record(
+                t, m, s, rows[i], d, "canary" if on_canary else "primary")
+            if shadow_part is not None:
+                sm, ss, sd, sf, srows = shadow_part
+                if i not in sf:
+                    preds[2] = _record(t, sm, ss[i], srows[i], None if sd is None else sd[i], "shadow")
+            results.append((o, preds))
+        return results
 
     def __repr__(self) -> str:
         return f"Scorer({self.label}, features={list(self.features)!r}, output={self.output!r})"
+
+
+def _record(t: Any, m: ReadyModel, score: float, row: list[float], decision: Any, role: str
+            ) -> dict[str, Any]:
+    """One prediction as :meth:`Prediction.to_dict` shapes it (``t``: a tagged value)."""
+    return {
+        "event_id": t[1], "model": m.name, "version": m.number, "score": score,
+        "features": dict(zip(m.features, row, strict=True)), "decision": decision,
+        "role": role, "time_ms": t[3], "key": t[2],
+    }
+
+
+def _model_of(source: Fixed | Followed | None) -> ReadyModel | None:
+    return None if source is None else source.model
+
+
+def _open_registry(registry: Any) -> Any:
+    """A registry object, or one opened from a path."""
+    if registry is None or hasattr(registry, "load"):
+        return registry
+    from eventml.ml.registry import ModelRegistry
+
+    return ModelRegistry(registry)
+
+
+# -- the stream graph --------------------------------------------------------------------
+
+
+def event_meta(value: Any, item: Any) -> tuple[Any, str, str | None, int, int]:
+    """A value with what the scorer needs of its item: ``(value, event id, key, time,
+    partition)`` (the partition of the record it came from, -1 if none)."""
+    record = item.record
+    return (value, item.id, item.key, item.time_ms, -1 if record is None else record.partition)
+
+
+def acted_value(scored: tuple[Any, list[Any]]) -> Any:
+    """The scored value (what the stream carries on)."""
+    return scored[0]
+
+
+def prediction_records(scored: tuple[Any, list[Any]]) -> list[Any]:
+    """The event's prediction records, one slot per role (``None``: that role did not score)."""
+    return scored[1]
+
+
+def is_prediction(record: Any) -> bool:
+    """Whether a prediction slot holds a record (a role that scored the event)."""
+    return record is not None
+
+
+class _AppBroker:
+    """The app's broker URL, read when a worker starts (the app may be configured after build)."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    def __call__(self) -> str:
+        return self.app.broker
 
 
 def predict(
@@ -244,34 +653,136 @@ def predict(
     stats: InferenceStats | None = None,
     retry: RetryPolicy | None = None,
     one_thread: bool = True,
+    registry: Any = None,
+    shadow: Any = None,
+    canary: Canary | tuple[Any, float] | None = None,
+    predictions: str | TopicRef | None = None,
+    decision: Decision | None = None,
+    control: ControlSource | None = None,
+    watch_every_ms: float = DEFAULT_WATCH_MS,
 ) -> Stream:
     """Score each micro-batch of ``stream`` (mapping values) with ``model``, once per batch.
 
     Each value becomes a copy with ``output`` set to its score and, if the model's version
-    is known, ``model_version``. ``features`` are the value fields, in the model's column
+    is known, ``model_version`` (``"name:version"`` for registry models); with
+    ``decision`` also ``decision``. ``features`` are the value fields, in the model's column
     order; a missing field or ``None`` is NaN (``missing="nan"``) or fails the event
     (``"raise"``). A model that declares its features (``feature_names``,
     ``feature_names_in_``, or a registry version's ``features``) must declare these:
-    otherwise :class:`FeatureMismatch` is raised here, naming the fields. ``version_of``
-    is the version label, or a function of the model giving it. Pass ``stats`` to read the
-    calls' latency and batch sizes per model version. Failing events are isolated by
-    bisecting the batch and go to the dead-letter topic alone (per ``retry``).
+    otherwise :class:`FeatureMismatch` is raised here, naming the fields; so is a feature
+    the source topic's data contract does not define (:class:`ContractMismatch`).
+    ``version_of`` is the version label, or a function of the model giving it. Pass
+    ``stats`` to read the calls' latency and batch sizes per model version. Failing events
+    are isolated by bisecting the batch and go to the dead-letter topic alone (per ``retry``).
+
+    ``registry`` (a :class:`~eventml.ml.ModelRegistry` or its directory) resolves string
+    references: ``name@alias`` follows the alias through control events read from
+    ``control`` (a log or URL; default the app's broker), looked at most every
+    ``watch_every_ms``; ``name`` and ``name/3`` are fixed when the pipeline is built. (On an
+    unnamed ``memory://`` broker, private to each opening, the alias is read from the
+    registry at each look instead; pass ``control=`` the log to follow its events.)
+    ``shadow``: a model (or reference) that scores every event too, logged only.
+    ``canary``: a :class:`Canary`, or ``(model, fraction)``: that share of keys is scored
+    and acted on by that model instead of ``model``. ``predictions``: a topic name (or
+    :class:`~eventml.engine.TopicRef`) for the prediction log; by default it is created with
+    the source topic's partitions, keyed like the events. ``decision``: a threshold
+    (``score >= threshold``) or a function of the score, recorded with each prediction.
+
+    Each prediction record's CloudEvent id is ``<event id>#<slot>``, the slot fixed by role
+    (0 primary, 1 canary, 2 shadow): one id per (event, role) and so per (event, model).
     """
+    _check_contract(stream, features)
+    rollout = canary if canary is None or isinstance(canary, Canary) else Canary(*canary)
     scorer = Scorer(
         model, features=features, output=output, version_of=version_of, resolve=resolve,
-        missing=missing, stats=stats, one_thread=one_thread,
+        missing=missing, stats=stats, one_thread=one_thread, registry=registry, shadow=shadow,
+        canary=rollout, decision=decision, predictions=predictions is not None,
+        control=control if control is not None else _AppBroker(stream.app),
+        watch_every_ms=watch_every_ms,
     )
-    return stream.map_batch(scorer, retry=retry)
+    if not scorer.tagged:
+        return stream.map_batch(scorer, retry=retry)
+    scored = stream.map(event_meta, metadata=True).map_batch(scorer, retry=retry)
+    if predictions is not None:
+        records = scored.flat_map(prediction_records)
+        if scorer.slots > 1:
+            records = records.filter(is_prediction)
+        records.to(_predictions_topic(stream, predictions))
+    return scored.map(acted_value)
+
+
+def _predictions_topic(stream: Stream, predictions: str | TopicRef) -> TopicRef:
+    if not isinstance(predictions, str):
+        return predictions
+    declared = stream.app.topics.get(predictions)
+    if declared is not None:
+        return declared
+    return stream.app.topic(predictions, partitions=_partitions_of(stream), event_type=PREDICTION_TYPE)
+
+
+def _ancestors(stream: Stream) -> list[Any]:
+    """The nodes from ``stream``'s up to its source, nearest first."""
+    nodes = {n.id: n for n in stream.app.topology().nodes}
+    out = []
+    node = nodes.get(stream.node)
+    while node is not None:
+        out.append(node)
+        node = nodes.get(node.parent) if node.parent is not None else None
+    return out
+
+
+def _partitions_of(stream: Stream) -> int:
+    for node in _ancestors(stream):
+        topic = getattr(node, "topic", None) or getattr(node, "repartition", None)
+        if topic is not None and hasattr(topic, "partitions"):
+            return int(topic.partitions)
+    return 1
+
+
+def _check_contract(stream: Stream, features: Sequence[str]) -> None:
+    """Values straight from a source topic with a data contract: the fields must be in it."""
+    from eventml.engine import graph as g
+
+    for node in _ancestors(stream):
+        if isinstance(node, g.Filter):
+            continue
+        if isinstance(node, g.Source) and node.topic.schema is not None:
+            defined = _contract_fields(node.topic.schema)
+            if defined is not None:
+                missing = [f for f in features if f not in defined]
+                if missing:
+                    raise ContractMismatch(node.topic.name, missing, sorted(defined))
+        return
+
+
+def _contract_fields(contract: Any) -> set[str] | None:
+    """Top-level field names a contract defines (None: cannot tell, e.g. ``$ref``)."""
+    try:
+        doc = orjson.loads(contract.text)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(doc, dict):
+        return None
+    if contract.schema_type == "AVRO":
+        fields = doc.get("fields") if doc.get("type") == "record" else None
+        return {str(f.get("name")) for f in fields if isinstance(f, dict)} if isinstance(fields, list) else None
+    props = doc.get("properties")
+    return set(props) if isinstance(props, dict) else None
 
 
 def scored_values(stream: Stream, values: list[Any]) -> list[Any]:
     """What the last operator of ``stream`` (a :func:`predict`) makes of ``values``,
     without running the engine: for examples and quick checks."""
-    node = next(n for n in stream.app.topology().nodes if n.id == stream.node)
-    fn = getattr(node, "fn", None)
+    nodes = _ancestors(stream)
+    fn = getattr(nodes[0], "fn", None) if nodes else None
+    if fn is acted_value and len(nodes) > 1:
+        fn = getattr(nodes[1], "fn", None)
     if not isinstance(fn, Scorer):
         raise TypeError(f"{stream!r} does not end with predict()")
-    return fn(values)
+    if not fn.tagged:
+        return fn(values)
+    tagged = [(v, f"value-{i}", None, 0, -1) for i, v in enumerate(values)]
+    return [acted_value(r) for r in fn(tagged)]
 
 
 # -- models ----------------------------------------------------------------------------
@@ -316,8 +827,8 @@ def _resolve(model: Any, resolve: Resolve | None) -> Any:
         return model
     if resolve is None:
         raise ValueError(
-            f"model {model!r} is a reference: pass resolve= (e.g. a model registry's load) "
-            "to turn it into a model"
+            f"model {model!r} is a reference: pass registry= (a model registry) or resolve= "
+            "(e.g. a model registry's load) to turn it into a model"
         )
     return resolve(model)
 

@@ -4,6 +4,8 @@
 * :class:`FakeClock` — time that moves only when told to.
 * :func:`check_delivery` — counts every event: loss, duplicates, per-key order.
 * :func:`check_sequences` — per-key sequence numbers strictly +1, and state that agrees.
+* :func:`check_predictions` — a prediction log under hot swap: each event acted on once,
+  by a version the alias named, never going back to an earlier one.
 * ``eventml.testing.chaos`` — kill workers while they run an app, then count every event
   (``python -m eventml.testing.chaos --broker URL --guarantee exactly_once``).
 * :class:`KafkaBroker` — a real single-node Kafka 4.x broker from Maven Central jars;
@@ -14,9 +16,11 @@ from eventml.log.memory import MemoryLog
 from eventml.testing.checkers import (
     DeliveryReport,
     DeliveryViolation,
+    PredictionReport,
     SequenceReport,
     SequenceViolation,
     check_delivery,
+    check_predictions,
     check_sequences,
 )
 from eventml.testing.clock import FakeClock
@@ -29,8 +33,10 @@ __all__ = [
     "KafkaBroker",
     "KafkaUnavailable",
     "MemoryLog",
+    "PredictionReport",
     "SequenceReport",
     "SequenceViolation",
     "check_delivery",
+    "check_predictions",
     "check_sequences",
 ]
