@@ -23,6 +23,7 @@ from eventml.ml import (
     ModelNotFound,
     ModelRef,
     ModelRegistry,
+    RegistryNotFound,
     TrainingRange,
     default_registry_path,
     parse_ref,
@@ -84,14 +85,30 @@ def test_aliases_move_resolve_and_are_listed(registry: ModelRegistry) -> None:
     assert registry.resolve("fraud@champion").version == 2
 
 
+def test_reads_of_a_missing_registry_raise_and_create_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "nowhere" / "models"
+    registry = ModelRegistry(path)
+    assert not registry.exists and registry.list_models() == []
+    reads = [lambda: registry.resolve("m"), lambda: registry.load("m@champion"),
+             lambda: registry.get("m", 1), lambda: registry.list_versions("m"), registry.verify,
+             lambda: registry.set_alias("m", "champion", 1),  # moves what exists: creates nothing
+             lambda: registry.delete_alias("m", "champion")]
+    for read in reads:
+        with pytest.raises(RegistryNotFound, match=f"^no model registry at {path} "):
+            read()
+    assert list(tmp_path.iterdir()) == []
+    registry.register("m", SCORE, flavor="callable")  # the one call that creates it
+    assert registry.exists and ModelRegistry(path).resolve("m").version == 1
+
+
 def test_unknown_models_and_versions(registry: ModelRegistry) -> None:
+    registry.register("m", SCORE, flavor="callable")
     with pytest.raises(ModelNotFound, match="no model named 'nope'"):
         registry.resolve("nope")
     with pytest.raises(ModelNotFound, match="no model named 'nope'"):
         registry.resolve("nope@champion")
     with pytest.raises(ModelNotFound):
         registry.list_versions("nope")
-    registry.register("m", SCORE, flavor="callable")
     with pytest.raises(ModelNotFound, match=r"has no version 2 \(latest is 1\)"):
         registry.load("m/2")
 

@@ -127,3 +127,52 @@ def test_an_invalid_onnx_file_is_refused_in_one_line(
     assert code == 2 and err.startswith("eventml: error: not a valid ONNX model")
     assert len(err.strip().splitlines()) == 1
     assert ModelRegistry(reg).list_models() == []
+
+
+def test_reads_of_a_missing_registry_say_so_and_create_nothing(
+    capsys: pytest.CaptureFixture[str], reg: str, tmp_path: Path
+) -> None:
+    missing = tmp_path / "typo" / "models"
+    code, _, err = run(capsys, "models", "show", "fraud", "-r", str(missing))
+    assert code == 1 and err.startswith(f"eventml: error: no model registry at {missing} ")
+    assert len(err.strip().splitlines()) == 1
+    code, out, _ = run(capsys, "models", "list", "-r", str(missing))
+    assert code == 0 and out.startswith(f"no model registry at {missing} ")
+    assert run(capsys, "models", "list", "-r", str(missing), "--json")[1] == "[]\n"
+    code, _, err = run(capsys, "models", "promote", "fraud", "1", "-r", str(missing))
+    assert code == 1 and "no model registry at" in err
+    code, _, _ = run(capsys, "models", "show", "fraud")  # the default location, read only
+    assert code == 1
+    assert list(tmp_path.iterdir()) == []  # neither --registry nor <data dir>/models created
+    assert run(capsys, "models", "register", "fraud", SCORE, "--flavor", "callable",
+               "-r", str(missing))[0] == 0  # a write creates it
+    assert run(capsys, "models", "show", "fraud", "-r", str(missing))[0] == 0
+
+
+def test_register_records_the_training_range_and_show_prints_it(
+    capsys: pytest.CaptureFixture[str], reg: str
+) -> None:
+    code, _, err = run(capsys, "models", "register", "fraud", SCORE, "--flavor", "callable",
+                       "--training-topic", "payments", "--training-offsets", "0:0-100,1:5-90",
+                       "--training-from", "2026-11-01T00:00:00Z", "--training-to",
+                       "2026-11-08T00:00:00Z", "-r", reg)
+    assert code == 0, err
+    code, out, _ = run(capsys, "models", "show", "fraud/1", "-r", reg)
+    assert ("  training      topic payments; offsets p0 0..100, p1 5..90 (end exclusive); "
+            "time 2026-11-01T00:00:00+00:00..2026-11-08T00:00:00+00:00") in out.splitlines()
+    shown = orjson.loads(run(capsys, "models", "show", "fraud/1", "-r", reg, "--json")[1])
+    assert shown["training"] == {
+        "topic": "payments", "start_offsets": {"0": 0, "1": 5}, "end_offsets": {"0": 100, "1": 90},
+        "start_ms": 1_793_491_200_000, "end_ms": 1_794_096_000_000,
+    }
+    for args, needle in [
+        (["--training-offsets", "0:9-1"], "--training-offsets takes PARTITION:START-END"),
+        (["--training-offsets", "zero"], "--training-offsets takes PARTITION:START-END"),
+        (["--training-from", "yesterday"], "cannot read time 'yesterday'"),
+        (["--training-from", "2026-11-08T00:00:00Z", "--training-to", "2026-11-01T00:00:00Z"],
+         "--training-from (2026-11-08T00:00:00Z) is after --training-to"),
+    ]:
+        code, _, err = run(capsys, "models", "register", "fraud", SCORE, "--flavor", "callable",
+                           *args, "-r", reg)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and needle in err, err
+    assert [m.versions for m in ModelRegistry(reg).list_models()] == [1]  # none of those landed

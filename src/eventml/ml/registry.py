@@ -13,7 +13,14 @@ the row. A process killed before the commit leaves at most a directory with
 no row; the next registration of that number replaces it. So every version
 has its artifact, and numbers stay consecutive across processes.
 
-References: ``NAME`` (the latest version), ``NAME/3``, ``NAME@champion``.
+References: ``NAME`` (the latest version), ``NAME/3``, ``NAME@champion``; ``load`` and
+``resolve`` hand MLflow's ``models:/NAME@ALIAS`` and ``models:/NAME/VERSION`` to
+:class:`~eventml.ml.mlflow_registry.MlflowRegistry` (tracking URI from
+``$MLFLOW_TRACKING_URI``).
+
+Only a registration creates the directory: reading a registry that does not exist
+raises :class:`RegistryNotFound` and leaves the path untouched (a mistyped
+``--registry`` must not leave an empty registry behind).
 """
 
 from __future__ import annotations
@@ -34,12 +41,13 @@ from numpy.typing import NDArray
 
 from eventml.clock import ClockMs, system_clock_ms
 from eventml.log.registry import data_dir
-from eventml.ml import _store
+from eventml.ml import _store as _sql
 from eventml.ml.flavors import Scores, ScoringModel, flavor_for
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 ALIAS_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 ENV_VAR = "EVENTML_MODELS"
+MLFLOW_PREFIX = "models:/"
 
 Stage = Callable[[str], None]
 """A test hook, called with ``"before_commit"`` once the artifact is in place."""
@@ -55,6 +63,10 @@ class InvalidModelName(RegistryError, ValueError):
 
 class ModelNotFound(RegistryError, LookupError):
     """No such model, or no such version of it."""
+
+
+class RegistryNotFound(ModelNotFound):
+    """No registry at this path (nothing was ever registered there): it is not created by reads."""
 
 
 class AliasNotFound(RegistryError, LookupError):
@@ -272,7 +284,12 @@ def _remove_tree(path: Path) -> None:
 
 
 class ModelRegistry:
-    """Models in a directory (see the module docstring); safe across processes."""
+    """Models in a directory (see the module docstring); safe across processes.
+
+    Nothing is touched until used: the first registration creates the directory, and
+    reads of a registry that does not exist raise :class:`RegistryNotFound`
+    (``list_models`` returns no models).
+    """
 
     def __init__(
         self,
@@ -282,14 +299,36 @@ class ModelRegistry:
         stage: Stage | None = None,
     ) -> None:
         self.root = Path(path)
-        self.root.mkdir(parents=True, exist_ok=True)
-        (self.root / ".tmp").mkdir(exist_ok=True)
-        self._store = _store.Store(self.root / _store.FILENAME)
+        self._db: _sql.Store | None = None
         self._clock = clock
         self._stage = stage
 
     def __repr__(self) -> str:
         return f"ModelRegistry({str(self.root)!r})"
+
+    @property
+    def exists(self) -> bool:
+        """Whether a registry is at ``root`` (something was registered there)."""
+        return self._db is not None or (self.root / _sql.FILENAME).is_file()
+
+    @property
+    def _store(self) -> _sql.Store:
+        """The database for a write: created, with the directory, on first use."""
+        if self._db is None:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._db = _sql.Store(self.root / _sql.FILENAME)
+        return self._db
+
+    def _existing(self) -> _sql.Store:
+        """The database for a read (or a change to what exists); never created here."""
+        if self._db is None:
+            if not self.exists:
+                raise RegistryNotFound(
+                    f"no model registry at {self.root} (the first registration creates it: "
+                    "eventml models register ...)"
+                )
+            self._db = _sql.Store(self.root / _sql.FILENAME)
+        return self._db
 
     def artifact_dir(self, name: str, version: int) -> Path:
         return self.root / name / str(version)
@@ -313,6 +352,8 @@ class ModelRegistry:
         fl = flavor_for(flavor)
         features = tuple(features)
         metrics = {str(k): float(v) for k, v in (metrics or {}).items()}
+        store = self._store
+        (self.root / ".tmp").mkdir(exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix="register-", dir=self.root / ".tmp"))
         try:
             saved = fl.save(model_or_artifact, tmp)
@@ -326,8 +367,8 @@ class ModelRegistry:
                 code_version=code_version, description=description, files=saved.files,
                 sha256=_digest(tmp, saved.files), options=dict(saved.options),
             )
-            with self._store.write() as conn:
-                number = _store.next_version(conn, name)
+            with store.write() as conn:
+                number = _sql.next_version(conn, name)
                 final = self.artifact_dir(name, number)
                 if final.exists():  # left by a registration killed before its commit
                     _remove_tree(final)
@@ -335,7 +376,7 @@ class ModelRegistry:
                 os.rename(tmp, final)
                 final.chmod(0o555)
                 _fsync_path(final.parent)
-                _store.insert_version(
+                _sql.insert_version(
                     conn, name, number, draft.created_ms, draft.flavor, _meta_json(draft)
                 )
                 if self._stage is not None:
@@ -349,7 +390,7 @@ class ModelRegistry:
         """Point ``name@alias`` at ``version``; returns the version it pointed at before."""
         check_name(name)
         check_alias(alias)
-        with self._store.write() as conn:
+        with self._existing().write() as conn:
             self._require_version(conn, name, version)
             row = conn.execute(
                 "SELECT version FROM aliases WHERE name = ? AND alias = ?", (name, alias)
@@ -366,7 +407,7 @@ class ModelRegistry:
         """Remove ``name@alias``; returns the version it pointed at."""
         check_name(name)
         check_alias(alias)
-        with self._store.write() as conn:
+        with self._existing().write() as conn:
             row = conn.execute(
                 "DELETE FROM aliases WHERE name = ? AND alias = ? RETURNING version", (name, alias)
             ).fetchone()
@@ -381,7 +422,7 @@ class ModelRegistry:
             "SELECT * FROM versions WHERE name = ? AND version = ?", (name, version)
         ).fetchone()
         if row is None:
-            latest = _store.next_version(conn, name) - 1
+            latest = _sql.next_version(conn, name) - 1
             if latest == 0:
                 raise ModelNotFound(f"no model named {name!r}")
             raise ModelNotFound(f"model {name!r} has no version {version} (latest is {latest})")
@@ -390,35 +431,46 @@ class ModelRegistry:
     def get(self, name: str, version: int) -> ModelVersion:
         """One version with its metadata; :class:`ModelNotFound` if there is none."""
         check_name(name)
-        with self._store.read() as conn:
+        with self._existing().read() as conn:
             row = self._require_version(conn, name, version)
             aliases = [r[0] for r in conn.execute(
                 "SELECT alias FROM aliases WHERE name = ? AND version = ?", (name, version))]
         return _version_from_row(row, aliases)
 
     def resolve(self, ref: str | ModelRef) -> ModelVersion:
-        """The version a reference names: ``NAME`` (latest), ``NAME/3`` or ``NAME@ALIAS``."""
+        """The version a reference names: ``NAME`` (latest), ``NAME/3`` or ``NAME@ALIAS``
+        (``models:/...``: the MLflow registry at ``$MLFLOW_TRACKING_URI``)."""
+        if isinstance(ref, str) and ref.startswith(MLFLOW_PREFIX):
+            from eventml.ml.mlflow_registry import MlflowRegistry
+
+            return MlflowRegistry().resolve(ref)
         r = parse_ref(ref) if isinstance(ref, str) else ref
-        with self._store.read() as conn:
+        with self._existing().read() as conn:
             if r.alias is not None:
                 row = conn.execute(
                     "SELECT version FROM aliases WHERE name = ? AND alias = ?", (r.name, r.alias)
                 ).fetchone()
                 if row is None:
-                    if _store.next_version(conn, r.name) == 1:
+                    if _sql.next_version(conn, r.name) == 1:
                         raise ModelNotFound(f"no model named {r.name!r}")
                     raise AliasNotFound(f"model {r.name!r} has no alias {r.alias!r}")
                 number = int(row[0])
             elif r.version is not None:
                 number = r.version
             else:
-                number = _store.next_version(conn, r.name) - 1
+                number = _sql.next_version(conn, r.name) - 1
                 if number == 0:
                     raise ModelNotFound(f"no model named {r.name!r}")
         return self.get(r.name, number)
 
     def load(self, ref: str | ModelRef) -> LoadedModel:
-        """Resolve ``ref``, check its artifact's digest and load it with its flavor."""
+        """Resolve ``ref``, check its artifact's digest and load it with its flavor; a
+        ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` reference loads from MLflow
+        (:class:`~eventml.ml.mlflow_registry.MlflowRegistry`, ``$MLFLOW_TRACKING_URI``)."""
+        if isinstance(ref, str) and ref.startswith(MLFLOW_PREFIX):
+            from eventml.ml.mlflow_registry import MlflowRegistry
+
+            return MlflowRegistry().load(ref)
         v = self.resolve(ref)
         directory = self.artifact_dir(v.name, v.version)
         problem = self._artifact_problem(v)
@@ -428,8 +480,11 @@ class ModelRegistry:
         return LoadedModel(model, v)
 
     def list_models(self) -> list[ModelSummary]:
-        """Every model, by name: latest version, number of versions, aliases."""
-        with self._store.read() as conn:
+        """Every model, by name: latest version, number of versions, aliases (none if there
+        is no registry at ``root``: see :attr:`exists`)."""
+        if not self.exists:
+            return []
+        with self._existing().read() as conn:
             rows = conn.execute(
                 "SELECT m.name, m.created_ms, MAX(v.version) AS latest, COUNT(v.version) AS n "
                 "FROM models m JOIN versions v ON v.name = m.name GROUP BY m.name ORDER BY m.name"
@@ -446,7 +501,7 @@ class ModelRegistry:
     def list_versions(self, name: str) -> list[ModelVersion]:
         """Every version of ``name``, oldest first; :class:`ModelNotFound` if it has none."""
         check_name(name)
-        with self._store.read() as conn:
+        with self._existing().read() as conn:
             rows = conn.execute(
                 "SELECT * FROM versions WHERE name = ? ORDER BY version", (name,)
             ).fetchall()
@@ -467,7 +522,9 @@ class ModelRegistry:
         return None
 
     def verify(self) -> list[str]:
-        """Problems found: versions whose artifact is missing or altered (empty = healthy)."""
+        """Problems found: versions whose artifact is missing or altered (empty = healthy);
+        :class:`RegistryNotFound` if there is no registry to verify."""
+        self._existing()
         problems = []
         for m in self.list_models():
             for v in self.list_versions(m.name):
