@@ -1,6 +1,7 @@
-"""`eventml bench log`, `bench state`, `bench pipeline`, `bench schema`, `bench http` and `bench views`:
-throughput, restore time, the fraud pipeline's throughput and latency, schema validation cost,
-lookups over HTTP and view rebuilds (SQLite or PostgreSQL), as JSON or a table."""
+"""`eventml bench log`, `bench state`, `bench pipeline`, `bench schema`, `bench http`, `bench views`
+and `bench hotswap`: throughput, restore time, the fraud pipeline's throughput and latency, schema
+validation cost, lookups over HTTP, view rebuilds (SQLite or PostgreSQL), model hot swap under
+load (checked) and drift detection (false alarms, delays; `bench drift`), as JSON or a table."""
 
 from __future__ import annotations
 
@@ -346,6 +347,15 @@ def inference(
     model: Annotated[
         list[str] | None, typer.Option("--model", "-m", help="logreg and/or hgb (default: both).")
     ] = None,
+    hgb_trees: Annotated[int, typer.Option("--hgb-trees", help="Gradient-boosted trees.")] = 100,
+    hgb_leaves: Annotated[int, typer.Option("--hgb-leaves", help="Leaves per tree at most.")] = 31,
+    repeat: Annotated[int, typer.Option("--repeat", help="Rounds; figures are medians.")] = 1,
+    workers: Annotated[
+        int, typer.Option("--workers", help="Also run N worker processes on N partitions.")
+    ] = 1,
+    live_rate: Annotated[
+        int, typer.Option("--live-rate", help="Events/s for the caught-up run (0: skip it).")
+    ] = 20_000,
     profile: Annotated[
         bool, typer.Option("--profile", help="cProfile the pipelines: where their time goes.")
     ] = False,
@@ -355,18 +365,95 @@ def inference(
 ) -> None:
     """Batched model scoring in the pipeline vs the raw batched call vs per-event calls."""
     _at_least(("--events", events, 1), ("--features", features, 1), ("--max-batch", max_batch, 1),
-              ("--per-event-calls", per_event_calls, 1))
+              ("--per-event-calls", per_event_calls, 1), ("--hgb-trees", hgb_trees, 1),
+              ("--hgb-leaves", hgb_leaves, 2), ("--repeat", repeat, 1), ("--workers", workers, 1),
+              ("--live-rate", live_rate, 0))
     models = tuple(model or ("logreg", "hgb"))
     for m in models:
         if m not in ("logreg", "hgb"):
             fail(f"--model must be logreg or hgb, got {m!r}")
+    if workers > 1 and broker is not None and broker.startswith("memory:"):
+        fail("--workers > 1 needs a log shared by processes: embedded:// or kafka://, not memory://")
 
     from eventml.bench.inference import render_inference_table, run
 
     result = run(broker, events=events, features=features, max_batch=max_batch,
-                 per_event_calls=per_event_calls, models=models, profile=profile,
+                 per_event_calls=per_event_calls, models=models, hgb_trees=hgb_trees,
+                 hgb_leaves=hgb_leaves, repeat=repeat, workers=workers, live_rate=live_rate,
+                 profile=profile,
                  progress=None if json else lambda msg: err_console.print(f"[dim]{msg}[/]"))
     _emit(result, json=json, out=out, render=render_inference_table)
+
+
+@bench_app.command("hotswap")
+def hotswap(
+    events: Annotated[int, typer.Option("--events", "-n", help="Events scored.")] = 1_000_000,
+    flips: Annotated[int, typer.Option("--flips", help="Alias moves, spread over the run.")] = 10,
+    workers: Annotated[int, typer.Option("--workers", "-w", help="Worker processes.")] = 4,
+    partitions: Annotated[int, typer.Option("--partitions", "-p", help="Input partitions.")] = 4,
+    max_batch: Annotated[int, typer.Option("--max-batch", help="Events per micro-batch at most.")] = 5_000,
+    shadow: Annotated[bool, typer.Option("--shadow", help="Also score with a shadow model.")] = False,
+    watch_every_ms: Annotated[
+        float, typer.Option("--watch-every-ms", help="How often workers look for alias changes.")
+    ] = 100,
+    guarantee: Annotated[
+        str, typer.Option("--guarantee", help="exactly_once or at_least_once.")
+    ] = "exactly_once",
+    broker: TempBrokerOption = None,
+    json: JsonOption = False,
+    out: OutOption = None,
+) -> None:
+    """Flip a model alias mid-stream across worker processes; check every event was scored
+    once, by a version the alias named, in order (the prediction log against the flips)."""
+    _at_least(("--events", events, 1), ("--flips", flips, 0), ("--workers", workers, 1),
+              ("--partitions", partitions, 1), ("--max-batch", max_batch, 1),
+              ("--watch-every-ms", watch_every_ms, 0))
+    if guarantee not in ("exactly_once", "at_least_once"):
+        fail(f"--guarantee must be exactly_once or at_least_once, got {guarantee!r}")
+
+    from eventml.bench.hotswap import render_hotswap_table, run
+    from eventml.log.registry import parse_broker_url
+
+    if broker is not None:
+        parse_broker_url(broker)  # an unknown scheme is one line on stderr, before any work
+    result = run(broker, events=events, flips=flips, workers=workers, partitions=partitions,
+                 max_batch=max_batch, shadow=shadow, watch_every_ms=watch_every_ms,
+                 guarantee=guarantee,
+                 progress=None if json else lambda msg: err_console.print(f"[dim]{msg}[/]"))
+    _emit(result, json=json, out=out, render=render_hotswap_table)
+    if not result["ok"]:
+        raise typer.Exit(1)
+
+
+@bench_app.command("drift")
+def drift(
+    events: Annotated[
+        int, typer.Option("--events", "-n", help="Stationary events (and outcomes) counted for false alarms.")
+    ] = 1_000_000,
+    seeds: Annotated[int, typer.Option("--seeds", help="Streams per injected drift.")] = 10,
+    stream_events: Annotated[
+        int, typer.Option("--stream-events", help="Events through the engine (pipeline run).")
+    ] = 40_000,
+    broker: TempBrokerOption = None,
+    json: JsonOption = False,
+    out: OutOption = None,
+) -> None:
+    """Drift detectors: false alarms on stationary data against the configured rate, delay
+    after injected drifts, error-rate drift (Fisher, ADWIN), and the stream operator against
+    the pure core. Exits 1 if a check is missed."""
+    _at_least(("--events", events, 50_000), ("--seeds", seeds, 1),
+              ("--stream-events", stream_events, 10_000))
+
+    from eventml.bench.drift import render_drift_table, run
+    from eventml.log.registry import parse_broker_url
+
+    if broker is not None:
+        parse_broker_url(broker)  # an unknown scheme is one line on stderr, before any work
+    result = run(events=events, seeds=seeds, stream_events=stream_events, broker=broker,
+                 progress=None if json else lambda msg: err_console.print(f"[dim]{msg}[/]"))
+    _emit(result, json=json, out=out, render=render_drift_table)
+    if not result["targets"]["met"]:
+        raise typer.Exit(1)
 
 
 def _at_least(*checks: tuple[str, float, float]) -> None:
