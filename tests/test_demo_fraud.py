@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import time
 import uuid
@@ -13,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
-from eventml.cli.demo import demo_app
+from eventml.cli.demo import _summary, demo_app
 from eventml.demos.fraud import (
     FEATURE_NAMES,
     FeatureExtractor,
@@ -32,7 +34,6 @@ from eventml.demos.fraud.events import (
 )
 from eventml.demos.fraud.generator import GeneratorConfig
 from eventml.demos.fraud.model import Threshold, choose_threshold, train_fraud_model, training_set
-from eventml.demos.fraud.patterns import PATTERNS
 from eventml.demos.fraud.profile import risk_tier
 from eventml.demos.fraud.run import redact_url
 from eventml.demos.fraud.views import card_activity
@@ -164,7 +165,7 @@ def test_generator_is_deterministic_and_time_ordered() -> None:
 def test_generator_injects_every_pattern_at_a_realistic_rate() -> None:
     g = generate_transactions(30_000, seed=5)
     assert 0.005 <= g.fraud_rate <= 0.02, g.fraud_rate
-    assert set(g.patterns) == {"", *PATTERNS}
+    assert set(g.patterns) == {"", *(name for name, _ in GeneratorConfig().pattern_weights)}
     assert {t.card_id for t in g.transactions} <= {f"card-{i:05d}" for i in range(10_000)}
     assert len({t.card_id for t in g.transactions}) > 8_000
     assert all(t.amount > 0 for t in g.transactions)
@@ -324,10 +325,10 @@ def test_feature_view_served_values_have_no_skew_across_two_runs(
     """The card_activity view's served values equal point-in-time retrieval for 10,000
     sampled (card, time) pairs; a second run on the same topic checks only its own events."""
     suffix = uuid.uuid4().hex[:8]
-    topics = {"transactions_topic": f"tx-{suffix}", "alerts_topic": f"alerts-{suffix}"}
     for _ in range(2):
         result = run_fraud_demo(durable_log, events=12_000, model=model, features=True,
-                                what_if=False, profiles=False, **topics)  # (a view file in ./.eventml on Kafka)
+                                what_if=False, profiles=False,  # (a view file in ./.eventml on Kafka)
+                                transactions_topic=f"tx-{suffix}", alerts_topic=f"alerts-{suffix}")
         assert result.feature_skew == {"view": "card_activity", "compared": 10_000,
                                        "mismatches": 0, "examples": []}
 
@@ -385,16 +386,33 @@ def test_what_if_replays_the_champion_exactly_and_a_lower_threshold_adds_alerts(
 # ---------------------------------------------------------------- the command
 
 
+@pytest.mark.parametrize("mode", ["--lifecycle", "--no-lifecycle"])
 def test_cli_json_is_one_object_on_stdout(
-    model: FraudModel, monkeypatch: pytest.MonkeyPatch
+    model: FraudModel, monkeypatch: pytest.MonkeyPatch, mode: str
 ) -> None:
     monkeypatch.setattr("eventml.demos.fraud.run.train_demo_model", lambda *a, **k: model)
     result = CliRunner().invoke(
-        demo_app, ["fraud", "--events", "3000", "--json", "--broker", "memory://"]
+        demo_app, ["fraud", mode, "--events", "3000", "--json", "--broker", "memory://"]
     )
     assert result.exit_code == 0, result.output
     data = orjson.loads(result.stdout)
     assert set(data) >= JSON_KEYS and data["events"] == 3000
+    if mode == "--lifecycle":  # 3,000 transactions: not even a day, the tactics never change
+        life = data["lifecycle"]
+        assert life["scenario"]["events"] == 3000 and not life["drift"]["fired"]
+        assert data["what_if"] is None and life["recovery"]["recovered"] is False
+        console = Console(width=200, record=True, file=io.StringIO())
+        console.print(_summary(data))  # the table renders a run without a drift too
+        text = console.export_text()
+        assert "no alarm after the change" in text and "promotion" in text
+    else:
+        assert data["lifecycle"] is None and data["what_if"] is not None
+
+
+def test_cli_lifecycle_refuses_a_rate() -> None:
+    result = CliRunner().invoke(demo_app, ["fraud", "--rate", "1000", "--broker", "memory://"])
+    assert result.exit_code == 2 and "--no-lifecycle --rate" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_cli_bad_broker_is_one_line_and_exit_2() -> None:

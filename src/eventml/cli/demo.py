@@ -17,6 +17,7 @@ from eventml.cli._common import DEFAULT_BROKER, BrokerOption, connect, err_conso
 from eventml.log import LogError
 
 demo_app = typer.Typer(help="Runnable scenarios.", no_args_is_help=True)
+LIFECYCLE_EVENTS = 85_000  # 17 simulated days at 2,000 cards: the drift, its labels, the recovery
 
 
 @demo_app.callback()
@@ -27,8 +28,18 @@ def _scenarios() -> None:
 @demo_app.command("fraud")
 def fraud(
     events: Annotated[
-        int, typer.Option("--events", "-n", min=1, help="Transactions to generate and score.")
-    ] = 20_000,
+        int | None,
+        typer.Option("--events", "-n", min=1,
+                     help="Transactions to generate and score (default: 85,000, 17 simulated "
+                          "days, with the lifecycle; 20,000 without)."),
+    ] = None,
+    lifecycle: Annotated[
+        bool,
+        typer.Option("--lifecycle/--no-lifecycle",
+                     help="The model lifecycle: fraudsters change tactics mid-stream, chargebacks "
+                          "arrive days later, drift is detected, a challenger retrained, "
+                          "shadow-scored and promoted."),
+    ] = True,
     seed: Annotated[int, typer.Option(help="Generator seed: the same seed, the same data.")] = 7,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of a table.")
@@ -55,11 +66,20 @@ def fraud(
     broker: BrokerOption = DEFAULT_BROKER,
 ) -> None:
     """Card transactions -> per-card features (keyed state) -> scikit-learn model ->
-    fraud-alerts, plus per-card velocity windows; on the stream engine, exactly-once.
-    Then: chargebacks (delayed labels), a what-if replay of a candidate model compared
-    on the run's last day, and the card_risk read model."""
+    fraud-alerts; on the stream engine, exactly-once. With the lifecycle (the default):
+    the model is fraud@champion in the registry, shadowed by fraud@challenger, every
+    prediction logged; fraudsters change tactics on day 5, chargebacks arrive during
+    the stream, the champion's miss rate raises a drift alarm, a challenger is retrained
+    from the log and promoted on evidence. Without it: per-card velocity windows,
+    chargebacks after the run, a what-if replay of a candidate model. Both: the
+    card_risk read model."""
     from eventml.demos.fraud import MissingDependency, run_fraud_demo
 
+    if events is None:
+        events = LIFECYCLE_EVENTS if lifecycle else 20_000
+    if lifecycle and rate is not None:
+        fail("--rate paces the plain pipeline: the lifecycle appends its scenario step by "
+             "step; use --no-lifecycle --rate N")
     try:
         with connect(broker) as log, _progress(events) as progress:
             result = run_fraud_demo(
@@ -67,7 +87,9 @@ def fraud(
                 guarantee="at_least_once" if at_least_once else "exactly_once",
                 validate=not no_validate,
                 features=features,
-                what_if=not no_what_if,
+                what_if=not no_what_if and not lifecycle,
+                lifecycle=lifecycle,
+                velocity_topic=None if lifecycle else "card-velocity",
             )
     except LogError as e:
         fail(str(e))
@@ -114,12 +136,17 @@ def _summary(result: dict[str, object]) -> Table:
         ("broker", str(result["broker"])),
         ("transactions", f"{result['events']:,} ({result['fraud_events']:,} fraudulent)"),
         ("alerts", f"{result['alerts']:,} ({result['true_positives']:,} true)"),
-        ("velocity alerts", f"{result['velocity_alerts']:,} (cards used 5+ times in a minute)"),
         ("precision", f"{result['precision']:.3f}"),
         ("recall", f"{result['recall']:.3f}"),
         *((f"  recall: {name}", f"{value:.3f}") for name, value in by_pattern.items()),
-        ("throughput", f"{result['throughput_eps']:,.0f} events/s ({result['guarantee']})"),
-        (
+        ("throughput", f"{result['throughput_eps']:,.0f} events/s ({result['guarantee']})"
+                       + (", scoring and the lifecycle's pipelines, step by step"
+                          if result.get("lifecycle") else "")),
+    ]
+    if not result.get("lifecycle"):
+        rows[3:3] = [("velocity alerts",
+                      f"{result['velocity_alerts']:,} (cards used 5+ times in a minute)")]
+        rows.append((
             "latency p50 / p99",
             f"{_ms(latency['p50'])} / {_ms(latency['p99'])} "
             + (
@@ -127,7 +154,8 @@ def _summary(result: dict[str, object]) -> Table:
                 if result.get("offered_rate_eps")
                 else "(unthrottled: includes backlog; try --rate 5000)"
             ),
-        ),
+        ))
+    rows += [
         ("model", f"{result['model']} on {len(result['features'])} features"  # type: ignore[arg-type]
                   + (f" ({len(result['view_features'])} from the card_activity view)"  # type: ignore[arg-type]
                      if result.get("view_features") else "")
@@ -159,6 +187,9 @@ def _summary(result: dict[str, object]) -> Table:
     what_if = result.get("what_if")
     if isinstance(what_if, dict):
         rows.extend(_what_if_rows(what_if))
+    life = result.get("lifecycle")
+    if isinstance(life, dict):
+        rows.extend(_lifecycle_rows(life))
     for name, value in rows:
         table.add_row(name, value)
     return table
@@ -177,6 +208,69 @@ def _what_if_rows(what_if: dict[str, Any]) -> list[tuple[str, str]]:
         ("  diff it", f"eventml diff {base['topic']} {cand['topic']} --labels {diff['labels_topic']} "
                       f"--from {_iso(what_if['from_ms'])} --to {_iso(what_if['to_ms'])}"),
     ]
+
+
+def _lifecycle_rows(life: dict[str, Any]) -> list[tuple[str, str]]:
+    sc, drift, promo, periods = life["scenario"], life["drift"], life["promotion"], life["periods"]
+    delay = sc["chargeback_delay_days"]
+    rows = [
+        ("lifecycle", f"{sc['events']:,} transactions over {sc['days']:.1f} days, {sc['cards']:,} cards; "
+                      f"on {sc['onset']['time']} (transaction {sc['onset']['event_index']:,}) "
+                      f"fraudsters switch to {sc['new_tactic']}"),
+        ("  tactics", f"before: {sc['mix_before']}; after: {sc['mix_after']}"),
+        ("  chargebacks", f"{life['labels']['chargebacks_in_run']:,} during the stream, "
+                          f"{delay['min']:g}-{delay['max']:g} days after the fraud (median "
+                          f"{delay['median']:g}); no report in {life['labels']['label_horizon_days']:g} "
+                          f"days = genuine ({life['labels']['labelled_predictions']:,} labelled predictions)"),
+    ]
+    if drift["fired"]:
+        rows.append(("  drift", f"{drift['time']}: {drift['events_after_onset']:,} transactions "
+                                f"({drift['days_after_onset']:g} days) after the change; miss rate "
+                                f"{drift['value']:.2f} vs {drift['reference_rate']:.2f} before "
+                                f"(alarm at >= {drift['threshold']:.2f}, p={drift['p_value']:.2g}); "
+                                f"{drift['alarms_before_onset']} alarms before it; stated: within "
+                                f"{drift['within_events']:,} transactions"))
+    else:
+        rows.append(("  drift", f"no alarm after the change ({drift['alarms_before_onset']} before it)"))
+    rows.append(("  detector", drift["detector"]))
+    for r in life["retraining"]:
+        if "error" in r:
+            rows.append(("  retraining", f"at {r['cutoff']}: failed: {r['error']}"))
+            continue
+        h, c = r["holdout"], r.get("champion_on_holdout") or {}
+        rows.append(("  retraining", f"v{r['version']}, asked for by the alarm, trained at {r['cutoff']} "
+                                     f"on the log as it was: {r['training']['rows']:,} transactions at "
+                                     f"least {life['labels']['label_horizon_days']:g} days old "
+                                     f"({r['training']['positives']:,} reported fraud); holdout recall "
+                                     f"{h['recall_at_threshold']:.3f} vs champion "
+                                     f"{c.get('recall_at_threshold') or 0:.3f}, in {r['seconds']:.1f} s"))
+    if promo["promoted"]:
+        rows.append(("  promotion", f"v{promo['version']} replaced v{promo['replaced']} at {promo['time']} "
+                                    f"(from transaction {promo['event_index']:,}): log loss "
+                                    f"{promo['log_loss']['challenger']:.4f} vs {promo['log_loss']['champion']:.4f}, "
+                                    f"p={promo['p_value']:.2g} on {promo['events']:,} labelled events "
+                                    f"({_looks(promo['looks'])})"))
+    else:
+        rows.append(("  promotion", f"none ({_looks(promo['looks'])})"))
+    names = {"pre_drift": "before the change", "post_drift_champion": "after it, champion",
+             "challenger_shadow": "  challenger (shadow)", "after_promotion": "after promotion"}
+    for key, label in names.items():
+        p = periods.get(key)
+        if p is None or not p["fraud"]:
+            continue
+        rows.append((f"  {label}", f"recall {p['recall']:.3f}, precision "
+                                   f"{_num(p['precision'])} ({p['fraud']:,} fraud, "
+                                   f"{p['transactions']:,} transactions)"))
+    rows.append(("  recovered", life["recovery"]["statement"]))
+    return rows
+
+
+def _looks(looks: list[Any]) -> str:
+    return f"{len(looks)} look{'' if len(looks) == 1 else 's'} at the evidence"
+
+
+def _num(value: object) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def _iso(ms: int) -> str:

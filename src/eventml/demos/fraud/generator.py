@@ -38,18 +38,42 @@ PLANE_KMH = 700.0
 _CHUNK = 4096
 
 
+PatternWeights = tuple[tuple[str, float], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TacticsChange:
+    """Concept drift: from ``after_ms`` past the start on, fraud episodes follow
+    ``pattern_weights`` (and, if given, start at ``fraud_episodes_per_transaction``).
+
+    Episodes already under way go on as planned; only new ones change.
+    """
+
+    after_ms: int
+    pattern_weights: PatternWeights
+    fraud_episodes_per_transaction: float | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class GeneratorConfig:
     cards: int = 10_000
     start: datetime = datetime(2024, 3, 1, tzinfo=UTC)
     transactions_per_card_per_day: float = 2.5
     fraud_episodes_per_transaction: float = 0.004
-    pattern_weights: tuple[tuple[str, float], ...] = (
+    pattern_weights: PatternWeights = (
         ("card_testing", 0.15),
         ("high_value_new_category", 0.45),
         ("geo_jump", 0.40),
     )
     trip_probability: float = 0.01  # per genuine transaction at home
+    tactics_change: TacticsChange | None = None
+
+    @property
+    def change_ms(self) -> int | None:
+        """The event time the tactics change (None: they never do)."""
+        if self.tactics_change is None:
+            return None
+        return datetime_to_ms(self.start) + self.tactics_change.after_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,10 +124,15 @@ class _Simulation:
         self.used: list[set[int]] = [set() for _ in range(n)]
         self.fraud_until: list[int] = [0] * n
         self.mean_gap_ms = DAY_MS / (n * config.transactions_per_card_per_day)
-        names, weights = zip(*config.pattern_weights, strict=True)
-        self.pattern_names: tuple[str, ...] = names
-        w = np.array(weights, dtype=np.float64)
-        self.pattern_p = w / w.sum()
+        self.mix = _Mix(config.pattern_weights, config.fraud_episodes_per_transaction)
+        change = config.tactics_change
+        self.change_ms = config.change_ms if config.change_ms is not None else 2**62
+        self.changed = self.mix if change is None else _Mix(
+            change.pattern_weights,
+            config.fraud_episodes_per_transaction
+            if change.fraud_episodes_per_transaction is None
+            else change.fraud_episodes_per_transaction,
+        )
         self.travel_hours = np.array(
             [
                 [haversine_km(a.lat, a.lon, b.lat, b.lon) / PLANE_KMH + 1 for b in CITIES]
@@ -139,11 +168,9 @@ class _Simulation:
                 self.last_genuine[card] = t
                 txs.append(tx)
                 patterns.append("")
-                if (
-                    u[2][i] < self.config.fraud_episodes_per_transaction
-                    and self.fraud_until[card] < t
-                ):
-                    name, fraud = self._episode(card, t)
+                mix = self.mix if t < self.change_ms else self.changed
+                if u[2][i] < mix.episode_rate and self.fraud_until[card] < t:
+                    name, fraud = self._episode(mix, card, t)
                     for ftx in fraud:
                         heapq.heappush(pending, (ftx.time_ms, scheduled, ftx, name))
                         scheduled += 1
@@ -205,8 +232,8 @@ class _Simulation:
             self.city[card] = home
         return self.city[card]
 
-    def _episode(self, card: int, t: int) -> tuple[str, list[Transaction]]:
-        name = self.pattern_names[int(self.rng.choice(len(self.pattern_names), p=self.pattern_p))]
+    def _episode(self, mix: _Mix, card: int, t: int) -> tuple[str, list[Transaction]]:
+        name = mix.names[int(self.rng.choice(len(mix.names), p=mix.p))]
         victim = Victim(card, self.city[card], frozenset(self.used[card]), self.history[card])
         return name, PATTERNS[name](self.rng, self.pop, victim, t)
 
@@ -214,3 +241,17 @@ class _Simulation:
         card = int(tx.card_id.rpartition("-")[2])
         self.history[card] += 1
         self.used[card].add(CATEGORY_NAMES.index(tx.category))
+
+
+class _Mix:
+    """Which fraud patterns start, in what proportions, and how often."""
+
+    def __init__(self, weights: PatternWeights, episode_rate: float) -> None:
+        names, w = zip(*weights, strict=True)
+        unknown = sorted(set(names) - set(PATTERNS))
+        if unknown:
+            raise ValueError(f"unknown fraud patterns {unknown}: use some of {sorted(PATTERNS)}")
+        self.names: tuple[str, ...] = names
+        p = np.array(w, dtype=np.float64)
+        self.p = p / p.sum()
+        self.episode_rate = episode_rate

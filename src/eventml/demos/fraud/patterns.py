@@ -110,11 +110,42 @@ def geo_jump(
     return out
 
 
+_GIFT_CARD_DENOMINATIONS = (50.0, 75.0, 100.0, 150.0, 200.0)
+_NIGHT_START_H = (0.5, 4.5)  # local hours the cash-out begins between
+
+
+def gift_card_cashout(
+    rng: np.random.Generator, pop: Population, victim: Victim, at_ms: int
+) -> list[Transaction]:
+    """Low and slow: 2-4 digital gift cards of 50-200 each, bought online through a
+    proxy in the cardholder's own city, 25-90 minutes apart, in the small hours.
+
+    The new tactic of the demo's concept drift: no burst (each purchase alone in its
+    hour), no distance, no high-value category, amounts only a few times the card's
+    usual. A model that learned the other patterns scores it low; the features still
+    tell it apart (digital goods at night, far above the card's digital spend).
+    """
+    city = CITIES[victim.city]
+    digital = CATEGORY_INDEX["digital_goods"]
+    now_h = (at_ms / HOUR_MS + city.lon / 15.0) % 24.0
+    wait_h = (float(rng.uniform(*_NIGHT_START_H)) - now_h) % 24.0
+    t = at_ms + int(max(wait_h, 0.2) * HOUR_MS)
+    out: list[Transaction] = []
+    for _ in range(int(rng.integers(2, 5))):
+        amount = _GIFT_CARD_DENOMINATIONS[int(rng.integers(len(_GIFT_CARD_DENOMINATIONS)))]
+        m = pop.merchants.pick(digital, ONLINE, float(rng.random()))
+        out.append(_tx(pop, victim, m, "digital_goods", amount, city.lat, city.lon, t))
+        t += int(rng.uniform(25, 90) * MINUTE_MS)
+    return out
+
+
 PATTERNS: dict[str, Pattern] = {
     "card_testing": card_testing,
     "high_value_new_category": high_value_new_category,
     "geo_jump": geo_jump,
+    "gift_card_cashout": gift_card_cashout,
 }
+
 
 
 def _place(pop: Population, category: int, city: int, merchant: int) -> tuple[float, float]:

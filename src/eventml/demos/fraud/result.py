@@ -37,6 +37,7 @@ class FraudDemoResult:
     risk_profiles: dict[str, Any] | None = None  # the card_risk read model after the run
     view_features: tuple[str, ...] = ()  # of ``features``, those the card_activity view serves
     what_if: dict[str, Any] | None = None  # a candidate replayed over the run, diffed on its last day
+    lifecycle: dict[str, Any] | None = None  # drift, retraining, promotion and recall per period
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -67,6 +68,7 @@ class FraudDemoResult:
             "risk_profiles": self.risk_profiles,
             "view_features": list(self.view_features),
             "what_if": self.what_if,
+            "lifecycle": self.lifecycle,
         }
 
 

@@ -21,6 +21,7 @@ from eventml.demos.fraud.generator import (
     GeneratorConfig,
     generate_transactions,
 )
+from eventml.demos.fraud.lifecycle import LifecycleConfig
 from eventml.demos.fraud.metrics import percentiles_ms, precision_recall, recall_by_pattern
 from eventml.demos.fraud.model import FraudModel, train_fraud_model
 from eventml.demos.fraud.producer import TransactionProducer
@@ -36,6 +37,7 @@ from eventml.events import to_message
 from eventml.features import verify_served
 from eventml.features.online import online_topic
 from eventml.log import BrokerUnavailable, Log, TopicSpec
+from eventml.ml.registry import ModelRegistry
 from eventml.views import ProjectionRunner
 
 LIVE, HISTORY, CHARGEBACKS = 0, 1, 2  # seed streams: scored transactions, history, labels
@@ -81,6 +83,10 @@ def run_fraud_demo(
     views_db: Path | None = None,
     what_if: bool = True,
     candidate: FraudModel | None = None,
+    lifecycle: bool = False,
+    lifecycle_config: LifecycleConfig | None = None,
+    predictions_topic: str = "predictions",
+    registry: ModelRegistry | None = None,
 ) -> FraudDemoResult:
     """Generate ``events`` transactions, append them while the engine scores them
     (:func:`~eventml.demos.fraud.app.fraud_app`, exactly-once by default), and evaluate.
@@ -103,6 +109,13 @@ def run_fraud_demo(
     chargebacks (:mod:`~eventml.demos.fraud.whatif`). ``profiles`` then brings the ``card_risk`` read model
     (:mod:`~eventml.demos.fraud.profile`) up to date, in ``views_db`` (default: the
     view's file in the data directory).
+
+    ``lifecycle`` runs the model-lifecycle scenario instead
+    (:mod:`~eventml.demos.fraud.lifecycle`, settings in ``lifecycle_config``): ``model``
+    is the champion in ``registry`` (default: ``models`` in the data directory),
+    fraudsters change tactics mid-stream, chargebacks arrive during it, and drift,
+    retraining and promotion are reported in ``result.lifecycle``. The what-if replay
+    is not run then (the challenger's shadow scores are the live what-if).
     """
     if events < 1:
         raise ValueError(f"events must be >= 1, got {events}")
@@ -110,6 +123,16 @@ def run_fraud_demo(
     if model is None:
         model = train_demo_model(seed, history_events, features=features)
     train_seconds = time.perf_counter() - train_started
+    if lifecycle:
+        return _run_lifecycle(
+            log, model, train_seconds, events=events, seed=seed, progress=progress,
+            partitions=partitions, batch_size=batch_size, transactions=transactions_topic,
+            alerts=alerts_topic, chargebacks=chargebacks_topic or "chargebacks",
+            predictions=predictions_topic, velocity=velocity_topic, guarantee=guarantee,
+            idle_timeout_s=idle_timeout_s, validate=validate, features=features,
+            skew_sample=skew_sample, profiles=profiles, views_db=views_db,
+            config=lifecycle_config, registry=registry,
+        )
     config = GeneratorConfig(start=_next_start(log, transactions_topic, GeneratorConfig().start))
     live = generate_transactions(events, seed=(seed, LIVE), config=config)
 
@@ -214,6 +237,64 @@ def run_fraud_demo(
                           alerts_topic, chargebacks_topic, partitions, validate)
                  if what_if and chargebacks_topic is not None else None),
         risk_profiles=_profiles(log, transactions_topic, alerts_topic, views_db) if profiles else None,
+    )
+
+
+def _run_lifecycle(
+    log: Log, model: FraudModel, train_seconds: float, *, events: int, seed: int,
+    progress: Callable[[int], None] | None, partitions: int, batch_size: int,
+    transactions: str, alerts: str, chargebacks: str, predictions: str, velocity: str | None,
+    guarantee: Guarantee, idle_timeout_s: float, validate: bool, features: bool,
+    skew_sample: int, profiles: bool, views_db: Path | None,
+    config: LifecycleConfig | None, registry: ModelRegistry | None,
+) -> FraudDemoResult:
+    """:func:`run_fraud_demo` with ``lifecycle=True``."""
+    from eventml.demos.fraud.lifecycle import LifecycleTopics, run_lifecycle
+
+    start = _next_start(log, transactions, GeneratorConfig().start)
+    topics = LifecycleTopics(transactions=transactions, chargebacks=chargebacks,
+                             predictions=predictions, alerts=alerts)
+    run = run_lifecycle(
+        log, events=events, seed=seed, champion=model, start=start, config=config,
+        topics=topics, registry=registry, partitions=partitions, guarantee=guarantee,
+        batch_size=batch_size, validate=validate, features=features, velocity_topic=velocity,
+        progress=progress, idle_timeout_s=idle_timeout_s,
+    )
+    live = run.timeline.live
+    alerted = run.alerted
+    precision, recall = precision_recall(live.labels, alerted)
+    seconds = run.pipeline_seconds
+    summary = run.summary
+    return FraudDemoResult(
+        events=events,
+        fraud_events=live.fraud_count,
+        alerts=int(alerted.sum()),
+        true_positives=int((alerted & live.labels).sum()),
+        precision=precision,
+        recall=recall,
+        recall_by_pattern=recall_by_pattern(live.patterns, alerted),
+        throughput_eps=events / seconds if seconds > 0 else float("inf"),
+        latency_p50_ms=None,  # the producer waits for the pipelines each step: no latency to speak of
+        latency_p99_ms=None,
+        offered_rate_eps=None,
+        pipeline_seconds=seconds,
+        train_seconds=train_seconds,
+        model=model.name,
+        threshold=model.threshold.value,
+        features=model.feature_names,
+        view_features=model.view_features,
+        broker=redact_url(log.url),
+        topics=(transactions, alerts),
+        seed=seed,
+        guarantee=guarantee,
+        velocity_alerts=0,
+        schema=run.contract,
+        dead_letters=run.worker_stats.dead_letters,
+        feature_skew=(_skew(log, run.scoring.name, transactions, run.run_starts, skew_sample)
+                      if features or model.view_features else None),
+        chargebacks=int(summary["labels"]["chargebacks_in_run"]),
+        risk_profiles=_profiles(log, transactions, alerts, views_db) if profiles else None,
+        lifecycle=summary,
     )
 
 
