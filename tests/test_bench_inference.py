@@ -40,6 +40,8 @@ def test_result_is_well_formed(tmp_path: Path) -> None:
     assert sum(live["model_batches"].values()) >= 2 and live["max_batch"] <= 500
     checks = result["targets"]["checks"]
     assert len(checks) == 4 and result["targets"]["met"] == all(c["met"] for c in checks.values())
+    assert set(result["targets"]["met_by"]) == {f"{m} {t}" for m in ("logreg", "hgb")
+                                                for t in ("predictions/s", "/ per-event")}
     orjson.loads(to_json(result))
 
 
@@ -54,6 +56,14 @@ def test_two_worker_processes_share_the_topic(tmp_path: Path) -> None:
         assert [w["records"] for w in per_worker] == [1_000, 1_000]  # a partition each
     model = result["models"]["logreg"]["forked"]["per_worker"]
     assert all(sum(w["model_batches"].values()) >= 1 for w in model)
+    # the 2-worker run is judged against the targets too, with the one-thread per-event rate
+    targets = result["targets"]
+    two = targets["checks"]["logreg pipeline / per-event, 2 workers"]
+    forked, single = result["models"]["logreg"]["forked"], result["models"]["logreg"]["per_event"]
+    assert two["value"] == round(forked["events_per_s"] / single["predictions_per_s"], 1)
+    assert targets["met"] == all(
+        any(c["met"] for name, c in targets["checks"].items() if name.startswith(f"logreg pipeline {t}"))
+        for t in ("predictions/s", "/ per-event"))
 
 
 def test_bad_settings_are_refused() -> None:
