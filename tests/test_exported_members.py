@@ -50,8 +50,12 @@ PUBLIC = {
         "SubjectNotFound", "UnknownSchemaId", "VersionNotFound", "contract_of", "decode_frame",
         "encode_frame", "parse_schema",
     ],
+    "eventml.security": [
+        "OPERATIONS", "ApiKey", "AuthError", "KeyStore", "KeyStoreError", "Operation", "Scope",
+        "ScopeError", "default_path", "is_resource_name", "parse_scope",
+    ],
     "eventml.api": [
-        "ApiError", "FeatureRefresher", "ServedView", "ViewsRouter", "create_app",
+        "ApiError", "Authorizer", "RateLimit", "FeatureRefresher", "ServedView", "ViewsRouter", "create_app",
         "features_router", "online_stores", "sqlite_view", "stored_view",
     ],
     "eventml.schema.api": [

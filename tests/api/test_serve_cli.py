@@ -82,3 +82,43 @@ def test_bad_arguments_are_one_line_errors(
                     "materializes no feature view")
     _one_line_error(capsys, ["--broker", "memory://", "--views", "tests.api.sample:app"], "--views")
     _one_line_error(capsys, ["--broker", "memory://", "--views-db", "x"], "--views-db needs --views")
+
+
+def test_serve_with_auth_refuses_requests_without_a_key(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    keys = str(tmp_path / "keys.sqlite")
+    assert main(["keys", "create", "reader", "--scope", "read:*", "--keys", keys]) == 0
+    token = capsys.readouterr().out.strip()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "eventml", "serve", "--broker", f"embedded://{tmp_path}/data",
+         "--port", "0", "--auth", "--keys", keys, "--log-level", "warning"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT)
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(2)]
+        url = lines[0].split(" at ", 1)[1].split()[0]
+        assert f"API keys required (store {keys}" in lines[1], lines
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                r = httpx2.get(f"{url}/subjects")
+                break
+            except httpx2.TransportError:
+                assert time.monotonic() < deadline and proc.poll() is None, proc.stderr
+                time.sleep(0.05)
+        assert r.status_code == 401 and r.json()["error_code"] == 40101
+        assert httpx2.get(f"{url}/subjects", headers={"Authorization": f"Bearer {token}"}).json() == []
+        assert httpx2.get(f"{url}/docs").status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert token not in (proc.stderr.read() if proc.stderr else "")  # never logged
+
+
+def test_auth_options_are_one_line_errors(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("EVENTML_KEYS", raising=False)
+    empty = str(tmp_path / "none.sqlite")
+    _one_line_error(capsys, ["--broker", "memory://", "--auth", "--keys", empty], "no API keys",
+                    "eventml keys create")
+    _one_line_error(capsys, ["--broker", "memory://", "--rate-limit", "5"], "--auth")

@@ -11,6 +11,9 @@
 * ``/v1/features[/{view}]``: online feature values (:mod:`eventml.api.features`);
 * ``/v1/views[/{view}[/rows/{key}|/status]]``: read models (:mod:`eventml.api.views`);
 * ``/docs``: the API's interactive documentation.
+
+With ``create_app(keys=KeyStore(...))`` every route needs an API key of the right scope
+(:mod:`eventml.api.auth`, :mod:`eventml.security`).
 """
 
 try:
@@ -19,13 +22,16 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
     raise ImportError(f"the HTTP API needs FastAPI ({e}): pip install 'eventml[serve]'") from e
 
 from eventml.api.app import create_app, online_stores
+from eventml.api.auth import Authorizer, RateLimit
 from eventml.api.errors import ApiError
 from eventml.api.features import FeatureRefresher, features_router
 from eventml.api.views import ServedView, ViewsRouter, sqlite_view, stored_view
 
 __all__ = [
     "ApiError",
+    "Authorizer",
     "FeatureRefresher",
+    "RateLimit",
     "ServedView",
     "ViewsRouter",
     "create_app",

@@ -12,14 +12,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager, suppress
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from eventml.api.auth import Authorizer, RateLimit
 from eventml.api.errors import (
     INVALID_REQUEST,
+    ApiHTTPError,
     JSONResponse,
     error_response,
     internal_error,
@@ -31,6 +33,7 @@ from eventml.features.online import FeatureTopics, OnlineStore
 from eventml.features.spec import FeatureView
 from eventml.log import Log
 from eventml.schema.registry import SchemaRegistry
+from eventml.security import KeyStore
 
 
 def create_app(
@@ -41,6 +44,8 @@ def create_app(
     refresh_interval_s: float = REFRESH_INTERVAL_S,
     freeze_gc: bool = False,
     title: str = "eventml",
+    keys: KeyStore | None = None,
+    rate_limit: RateLimit | None = None,
 ) -> FastAPI:
     """The service: ``registry``'s routes (if given), ``features`` (online stores by view
     name) under ``/v1/features``, ``views`` under ``/v1/views``.
@@ -51,6 +56,10 @@ def create_app(
     ``float("inf")`` so no lookup reads the log (:func:`online_stores` makes them so).
     ``freeze_gc`` keeps the stores' objects out of the garbage collector's full
     collections (process-wide; see :class:`~eventml.api.features.FeatureRefresher`).
+
+    With ``keys`` every route but the docs needs an API key whose scopes allow the
+    request (:mod:`eventml.api.auth`), at most ``rate_limit`` requests a second per key.
+    Without, the service is open, as a local schema registry usually is.
     """
     from importlib.metadata import PackageNotFoundError, version
 
@@ -75,7 +84,9 @@ def create_app(
                 await task
             served_views.close()
 
+    authorizer = None if keys is None else Authorizer(keys, rate_limit=rate_limit)
     app = FastAPI(
+        dependencies=[] if authorizer is None else [Depends(authorizer.guard)],
         title=title,
         version=app_version,
         description="eventml: the schema registry (Confluent's REST API), online features "
@@ -91,6 +102,7 @@ def create_app(
 
         app.include_router(registry_router(registry))
     app.state.refresher, app.state.views = refresher, served_views
+    app.state.authorizer = authorizer
     registry_paths = registry is not None
 
     def media(request: Request) -> type[Response]:
@@ -104,6 +116,8 @@ def create_app(
     async def http_error(request: Request, exc: Exception) -> Response:
         if not isinstance(exc, HTTPException):
             return internal_error(request, exc, media(request))
+        if isinstance(exc, ApiHTTPError):
+            return error_response(exc.status_code, exc.code, exc.message, media(request), exc.headers)
         hint = "; see /docs for the endpoints" if exc.status_code in (404, 405) else ""
         return error_response(exc.status_code, exc.status_code,
                               f"HTTP {exc.status_code} {exc.detail}{hint}", media(request))

@@ -10,7 +10,7 @@ request validation errors and unexpected exceptions into such bodies (the last a
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 import orjson
@@ -44,13 +44,27 @@ class ApiError(Exception):
     """A request the API answers with an error: HTTP ``status``, ``code`` and a message
     saying what to do next."""
 
-    def __init__(self, status: int, code: int, message: str) -> None:
+    def __init__(self, status: int, code: int, message: str,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        self.headers = headers  # e.g. WWW-Authenticate on a 401, Retry-After on a 429
 
 
-def error_response(status: int, code: int, message: str, response: type[Response] = JSONResponse) -> Response:
-    return response({"error_code": code, "message": message}, status_code=status)
+class ApiHTTPError(HTTPException):
+    """An :class:`ApiError` for code outside a route's handler (dependencies of routes
+    that are not :class:`ApiRoute`s, such as the schema registry's): the app's handler
+    answers it with its own ``code`` and message."""
+
+    def __init__(self, status: int, code: int, message: str,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(status, message, headers)
+        self.code, self.message = code, message
+
+
+def error_response(status: int, code: int, message: str, response: type[Response] = JSONResponse,
+                   headers: Mapping[str, str] | None = None) -> Response:
+    return response({"error_code": code, "message": message}, status_code=status, headers=headers)
 
 
 def validation_message(e: RequestValidationError) -> str:
@@ -71,11 +85,13 @@ class ApiRoute(APIRoute):
             try:
                 return await handler(request)
             except ApiError as e:
-                return error_response(e.status, e.code, e.message)
+                return error_response(e.status, e.code, e.message, headers=e.headers)
             except RequestValidationError as e:
                 return error_response(422, INVALID_REQUEST, validation_message(e))
+            except ApiHTTPError as e:
+                return error_response(e.status_code, e.code, e.message, headers=e.headers)
             except HTTPException as e:
-                return error_response(e.status_code, e.status_code, str(e.detail))
+                return error_response(e.status_code, e.status_code, str(e.detail), headers=e.headers)
             except ClientDisconnect:  # nobody to answer, nothing to log
                 return Response(status_code=400)
             except Exception:

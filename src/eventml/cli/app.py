@@ -67,6 +67,10 @@ def _add_optional_groups() -> None:
 
     app.add_typer(models_app, name="models")
 
+    from eventml.cli.keys import keys_app
+
+    app.add_typer(keys_app, name="keys")
+
 
 def _version(value: bool) -> None:
     if value:

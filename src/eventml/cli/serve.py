@@ -170,6 +170,20 @@ def serve(
     log_level: Annotated[
         str, typer.Option(help="Server log level: critical, error, warning, info, debug or trace.")
     ] = "info",
+    auth: Annotated[
+        bool, typer.Option("--auth/--no-auth",
+                           help="Require an API key (eventml keys create) on every request but /docs.")
+    ] = False,
+    keys: Annotated[
+        str | None,
+        typer.Option("--keys", "-k", envvar="EVENTML_KEYS", show_default=False,
+                     help="The key store for --auth (default: <data dir>/keys.sqlite, or $EVENTML_KEYS)."),
+    ] = None,
+    rate_limit: Annotated[
+        float | None,
+        typer.Option("--rate-limit", min=0.001, show_default=False,
+                     help="With --auth: requests a second per key (bursts of twice that); 429 above."),
+    ] = None,
 ) -> None:
     """Serve the schema registry (Confluent-compatible REST API) kept in the log's _schemas
     topic; with --app, the app's online features; with --views, read models."""
@@ -182,12 +196,24 @@ def serve(
         import uvicorn
 
         from eventml.api import create_app, online_stores
+        from eventml.api.auth import RateLimit
     except ImportError as e:
         fail(f"eventml serve needs FastAPI and uvicorn ({e}): pip install 'eventml[serve]'")
     app = _load_app(app_spec) if app_spec is not None else None
     views = _load_views(views_spec) if views_spec is not None else None
     url_of_log = broker or (app.broker if app is not None else os.environ.get(ENV_VAR) or DEFAULT_URL)
     files = _view_files(views, views_db, url_of_log) if views is not None else {}
+    key_store = None
+    if auth:
+        from eventml.cli.keys import key_store_path
+        from eventml.security import KeyStore
+
+        key_store = KeyStore(key_store_path(keys, url_of_log))
+        if not key_store.list():
+            fail(f"--auth: no API keys in {key_store.path}: create one first with "
+                 "'eventml keys create NAME --scope read:*'")
+    elif rate_limit is not None or keys is not None:
+        fail("--rate-limit and --keys apply to --auth: add --auth")
     sock = _listen(host, port)
     with sock, connect(url_of_log) as log:
         try:
@@ -208,8 +234,18 @@ def serve(
             ready = "" if _has_table(v) else ", no table yet: run 'eventml views run'"
             typer.echo(f"eventml: view {name!r} at {url}/v1/views/{name}/rows/KEY "
                        f"(table {v.location}{ready})")
+        if key_store is not None:
+            limit = None if rate_limit is None else RateLimit(rate_limit, max(1, round(2 * rate_limit)))
+            typer.echo(f"eventml: API keys required (store {key_store.path}"
+                       f"{f', {rate_limit:g} requests/s per key' if limit else ''})")
+        else:
+            limit = None
+            typer.echo("eventml: no authentication (--no-auth): anyone who reaches "
+                       f"{host}:{sock.getsockname()[1]} may read and register schemas; "
+                       "ingest into topics needs --auth")
         config = uvicorn.Config(
-            create_app(registry=registry, features=features, views=served, freeze_gc=True),
+            create_app(registry=registry, features=features, views=served, freeze_gc=True,
+                       keys=key_store, rate_limit=limit),
             log_level=level, log_config=_log_config(level), server_header=False,
         )
         uvicorn.Server(config).run(sockets=[sock])

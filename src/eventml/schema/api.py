@@ -159,8 +159,11 @@ class _RegistryRoute(APIRoute):
                 return _schema_error(e)
             except RequestValidationError as e:
                 return _error_response(422, 422, _validation_message(e))
-            except HTTPException as e:
-                return _error_response(e.status_code, e.status_code, str(e.detail))
+            except HTTPException as e:  # an ApiHTTPError (auth) carries its own code
+                response = _error_response(e.status_code, getattr(e, "code", e.status_code),
+                                           str(e.detail))
+                response.headers.update(e.headers or {})
+                return response
             except ClientDisconnect:  # nobody to answer, nothing to log
                 return Response(status_code=400)
             except Exception:

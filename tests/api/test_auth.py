@@ -1,0 +1,219 @@
+"""API keys on every route: the security matrix.
+
+Each route is called with no key, a malformed header, a revoked key, an expired key, a
+key of the wrong scope, a valid key in the query string, and a valid key of the right
+scope: only the last gets through. The table must name every route the app serves, so a
+new route without a policy fails here (it would need an admin key meanwhile).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+
+from eventml.api import create_app, online_stores, sqlite_view
+from eventml.api.auth import PUBLIC_PATHS, RateLimit
+from eventml.features import materialized
+from eventml.schema.api import CONTENT_TYPE
+from eventml.schema.registry import SchemaRegistry
+from eventml.security import KeyStore
+
+from .conftest import Served
+from .sample import cards
+
+SCHEMA = orjson.dumps({"type": "record", "name": "U", "fields": [{"name": "a", "type": "int"}]}).decode()
+BODY = orjson.dumps({"schema": SCHEMA})
+COMPAT = orjson.dumps({"compatibility": "BACKWARD"})
+MODE = orjson.dumps({"mode": "READWRITE"})
+ANY = "any"  # any valid key
+
+
+@dataclass(frozen=True)
+class Call:
+    method: str
+    template: str
+    url: str
+    scope: str  # the scope that grants it; ANY: every key; "admin"
+    body: bytes | None = None
+
+
+CALLS = [
+    Call("GET", "/v1/features", "/v1/features", "read:*"),
+    Call("GET", "/v1/features/{view}", "/v1/features/card_activity?keys=c1", "read:card_activity"),
+    Call("GET", "/v1/views", "/v1/views", "read:*"),
+    Call("GET", "/v1/views/{view}", "/v1/views/cards", "read:cards"),
+    Call("GET", "/v1/views/{view}/rows/{key}", "/v1/views/cards/rows/c1", "read:cards"),
+    Call("GET", "/v1/views/{view}/status", "/v1/views/cards/status", "read:cards"),
+    Call("GET", "/", "/", ANY),
+    Call("GET", "/subjects", "/subjects", "read:*"),
+    Call("POST", "/subjects/{subject}", "/subjects/s", "read:s", BODY),
+    Call("GET", "/subjects/{subject}/versions", "/subjects/s/versions", "read:s"),
+    Call("POST", "/subjects/{subject}/versions", "/subjects/s/versions", "schema-write:s", BODY),
+    Call("GET", "/subjects/{subject}/versions/{version}", "/subjects/s/versions/1", "read:s"),
+    Call("GET", "/subjects/{subject}/versions/{version}/schema", "/subjects/s/versions/1/schema", "read:s"),
+    Call("GET", "/subjects/{subject}/versions/{version}/referencedby",
+         "/subjects/s/versions/1/referencedby", "read:s"),
+    Call("GET", "/schemas/types", "/schemas/types", ANY),
+    Call("GET", "/schemas/ids/{sid}", "/schemas/ids/1", ANY),
+    Call("GET", "/schemas/ids/{sid}/schema", "/schemas/ids/1/schema", ANY),
+    Call("GET", "/schemas/ids/{sid}/versions", "/schemas/ids/1/versions", ANY),
+    Call("GET", "/schemas/ids/{sid}/subjects", "/schemas/ids/1/subjects", ANY),
+    Call("POST", "/compatibility/subjects/{subject}/versions/{version}",
+         "/compatibility/subjects/s/versions/1", "read:s", BODY),
+    Call("POST", "/compatibility/subjects/{subject}/versions", "/compatibility/subjects/s/versions",
+         "read:s", BODY),
+    Call("GET", "/config", "/config", ANY),
+    Call("PUT", "/config", "/config", "admin", COMPAT),
+    Call("GET", "/config/{subject}", "/config/s?defaultToGlobal=true", "read:s"),
+    Call("PUT", "/config/{subject}", "/config/s", "admin", COMPAT),
+    Call("DELETE", "/config/{subject}", "/config/t", "admin"),
+    Call("GET", "/mode", "/mode", ANY),
+    Call("PUT", "/mode", "/mode", "admin", MODE),
+    Call("GET", "/mode/{subject}", "/mode/s?defaultToGlobal=true", "read:s"),
+    Call("PUT", "/mode/{subject}", "/mode/s", "admin", MODE),
+    Call("DELETE", "/mode/{subject}", "/mode/t", "admin"),
+    Call("DELETE", "/subjects/{subject}/versions/{version}", "/subjects/t/versions/1", "admin"),
+    Call("DELETE", "/subjects/{subject}", "/subjects/u", "admin"),
+]
+# a key that holds everything near the right scope but not it
+WRONG = ["read:s-internal", "read:S", "read:cards-internal", "read:card_activity2", "produce:s",
+         "produce:cards", "dlq:*", "schema-write:other"]
+
+
+@dataclass
+class Keys:
+    store: KeyStore
+    admin: str
+    revoked: str
+    expired: str
+    wrong: str
+
+    def valid(self, scope: str) -> str:
+        return self.store.create("valid", ["read:unrelated" if scope == ANY else scope])[0]
+
+
+@pytest.fixture
+def keys(tmp_path: Any) -> Keys:
+    store = KeyStore(tmp_path / "keys.sqlite")
+    revoked, record = store.create("revoked", ["admin"])
+    store.revoke(record.key_id)
+    expired, _ = store.create("expired", ["admin"], expires_in_s=1, now_ms=1_000)
+    return Keys(store, store.create("admin", ["admin"])[0], revoked, expired,
+                store.create("wrong", WRONG)[0])
+
+
+@pytest.fixture
+def client(served: Served, keys: Keys) -> Iterator[TestClient]:
+    app = create_app(registry=SchemaRegistry(served.log),
+                     features=online_stores(served.log, materialized(served.app)),
+                     views=[sqlite_view(cards, served.db, served.log)], keys=keys.store)
+    with TestClient(app) as c:
+        for subject in ("s", "t", "u"):
+            r = c.post(f"/subjects/{subject}/versions", content=BODY, headers=_h(keys.admin))
+            assert r.status_code == 200, r.text
+        for setting, body in (("config", COMPAT), ("mode", MODE)):  # so their DELETEs find one
+            assert c.put(f"/{setting}/t", content=body, headers=_h(keys.admin)).status_code == 200
+        yield c
+
+
+def _h(token: str | None = None, raw: str | None = None) -> dict[str, str]:
+    headers = {"content-type": CONTENT_TYPE}
+    if raw is not None:
+        headers["authorization"] = raw
+    elif token is not None:
+        headers["authorization"] = f"Bearer {token}"
+    return headers
+
+
+def _call(client: TestClient, call: Call, headers: dict[str, str], url: str | None = None) -> Any:
+    return client.request(call.method, url or call.url, content=call.body, headers=headers)
+
+
+def test_the_table_names_every_route(client: TestClient) -> None:
+    served = {(m.upper(), p) for p, ops in client.app.openapi()["paths"].items()  # type: ignore[attr-defined]
+              for m in ops}
+    assert {(c.method, c.template) for c in CALLS} == {r for r in served if r[1] not in PUBLIC_PATHS}
+
+
+@pytest.mark.parametrize("call", CALLS, ids=lambda c: f"{c.method} {c.template}")
+def test_only_a_valid_key_of_the_right_scope_gets_through(client: TestClient, keys: Keys, call: Call) -> None:
+    valid = keys.admin if call.scope == "admin" else keys.valid(call.scope)
+    sep = "&" if "?" in call.url else "?"
+    refused = {
+        "no key": _call(client, call, _h()),
+        "malformed": _call(client, call, _h(raw="Basic dXNlcjpwYXNz")),
+        "not a key": _call(client, call, _h(raw="Bearer eml_nothing")),
+        "revoked": _call(client, call, _h(keys.revoked)),
+        "expired": _call(client, call, _h(keys.expired)),
+        "key in query string": _call(client, call, _h(), f"{call.url}{sep}api_key={valid}"),
+        "valid key also in query string": _call(client, call, _h(valid), f"{call.url}{sep}token={valid}"),
+    }
+    if call.scope != ANY:
+        refused["wrong scope"] = _call(client, call, _h(keys.wrong))
+    if call.scope == "admin":
+        everything_else = keys.store.create("all but admin", ["read:*", "produce:*", "dlq:*",
+                                                              "schema-write:*"])[0]
+        refused["not admin"] = _call(client, call, _h(everything_else))
+    for case, r in refused.items():
+        expected = 403 if case in ("wrong scope", "not admin") else 401
+        assert r.status_code == expected, (case, r.status_code, r.text)
+        body = r.json()
+        assert set(body) == {"error_code", "message"} and body["error_code"] // 100 == expected
+        assert "Traceback" not in r.text and valid not in r.text and keys.revoked not in r.text
+        if expected == 401:
+            assert r.headers["www-authenticate"].startswith("Bearer")
+    r = _call(client, call, _h(valid))
+    assert 200 <= r.status_code < 300, (r.status_code, r.text)
+    # ApiKey is the other accepted scheme
+    assert 200 <= _call(client, call, _h(raw=f"ApiKey {valid}")).status_code < 300 or call.method == "DELETE"
+
+
+def test_a_refused_write_changes_nothing(client: TestClient, keys: Keys) -> None:
+    other = orjson.dumps({"schema": SCHEMA.replace('"U"', '"V"')})
+    for headers in (_h(), _h(keys.wrong), _h(keys.revoked), _h(keys.valid("schema-write:s-internal"))):
+        r = client.post("/subjects/s/versions", content=other, headers=headers)
+        assert r.status_code in (401, 403)
+    assert client.get("/subjects/s/versions", headers=_h(keys.admin)).json() == [1]
+    for headers in (_h(keys.wrong), _h(keys.valid("schema-write:*"))):
+        assert client.put("/config", content=orjson.dumps({"compatibility": "NONE"}),
+                          headers=headers).status_code == 403
+    assert client.get("/config", headers=_h(keys.admin)).json()["compatibilityLevel"] == "BACKWARD"
+
+
+def test_names_are_checked_after_decoding_case_sensitively(client: TestClient, keys: Keys) -> None:
+    key = keys.valid("read:s")
+    assert client.get("/subjects/s/versions", headers=_h(key)).status_code == 200
+    for subject in ("S", "s-internal", "s%2F..", "s%2f..%2fu", "%73", "s%00", "s.."):
+        r = client.get(f"/subjects/{subject}/versions", headers=_h(key))
+        if subject == "%73":  # percent-encoded "s" is "s" once decoded: the same resource
+            assert r.status_code == 200
+        else:
+            assert r.status_code in (403, 404) and r.status_code != 200, subject
+
+
+def test_the_docs_stay_public(client: TestClient) -> None:
+    assert client.get("/docs").status_code == 200
+    assert client.get("/openapi.json").status_code == 200
+
+
+def test_a_key_over_its_rate_gets_429_with_retry_after(served: Served, tmp_path: Any) -> None:
+    store = KeyStore(tmp_path / "rl.sqlite")
+    token, _ = store.create("slow", ["read:*"])
+    other, _ = store.create("other", ["read:*"])
+    now = [0.0]
+    app = create_app(registry=SchemaRegistry(served.log), keys=store, rate_limit=RateLimit(2, 3))
+    app.state.authorizer._buckets.clock = lambda: now[0]
+    with TestClient(app) as c:
+        codes = [c.get("/subjects", headers=_h(token)).status_code for _ in range(4)]
+        assert codes == [200, 200, 200, 429]
+        r = c.get("/subjects", headers=_h(token))
+        assert r.status_code == 429 and r.headers["retry-after"] == "1" and r.json()["error_code"] == 42901
+        assert c.get("/subjects", headers=_h(other)).status_code == 200  # per key
+        now[0] += 0.5  # 2 a second: one more token
+        assert c.get("/subjects", headers=_h(token)).status_code == 200
+        assert c.get("/subjects", headers=_h(token)).status_code == 429
