@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from eventml.api import create_app, online_stores, sqlite_view
 from eventml.features import materialized
+from eventml.log import LogError
 from eventml.log.memory import MemoryLog
 from eventml.schema.api import CONTENT_TYPE
 from eventml.schema.registry import SchemaRegistry
@@ -73,3 +74,21 @@ def test_unexpected_failures_are_500_without_details(
         message = _error(client.get("/v1/features/card_activity?keys=a"), 500, 50001, "server log")
         assert "secret" not in message
     assert "secret: /var/lib/key" in caplog.text
+
+
+def test_health_and_readiness(served: Served) -> None:
+    stores = online_stores(served.log, materialized(served.app))
+    with TestClient(create_app(features=stores)) as client:
+        assert client.get("/healthz").json() == {"status": "ok"}
+        r = client.get("/readyz")
+        assert r.status_code == 200 and r.json() == {"status": "ready", "feature_views": ["card_activity"]}
+    (name, store), = online_stores(served.log, materialized(served.app)).items()
+
+    def log_down() -> int:
+        raise LogError("broker unreachable")
+
+    store.refresh = log_down  # type: ignore[method-assign]  # its log fails from the start
+    with TestClient(create_app(features={name: store})) as client:
+        assert client.get("/healthz").status_code == 200  # alive, but
+        r = client.get("/readyz")
+        assert r.status_code == 503 and r.json()["error_code"] == 50302 and name in r.json()["message"]

@@ -21,6 +21,7 @@ from starlette.responses import Response
 from eventml.api.auth import Authorizer, RateLimit
 from eventml.api.errors import (
     INVALID_REQUEST,
+    SERVICE_UNAVAILABLE,
     ApiHTTPError,
     JSONResponse,
     error_response,
@@ -102,6 +103,20 @@ def create_app(
 
         app.include_router(registry_router(registry))
     app.state.refresher, app.state.views = refresher, served_views
+
+    @app.get("/healthz", tags=["health"], summary="Liveness: the process answers")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], summary="Readiness: every served feature view is caught up",
+             responses={503: {"description": "a feature view's log fails or was never read"}})
+    async def readyz() -> Response:
+        failing = sorted(refresher.failing | (set(refresher.stores) - set(refresher.refreshed_at)))
+        if failing:
+            return error_response(503, SERVICE_UNAVAILABLE,
+                                  f"not ready: feature views {', '.join(failing)} cannot be read "
+                                  "from the log (see the server log)")
+        return JSONResponse({"status": "ready", "feature_views": sorted(refresher.stores)})
     app.state.authorizer = authorizer
     registry_paths = registry is not None
 

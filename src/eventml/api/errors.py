@@ -28,6 +28,7 @@ ROW_NOT_FOUND = 40452
 INVALID_REQUEST = 422
 INTERNAL = 50001
 VIEW_NOT_READY = 50301
+SERVICE_UNAVAILABLE = 50302
 _INTERNAL_MESSAGE = "Internal server error: the request failed; see the server log"
 
 

@@ -109,6 +109,11 @@ class FeatureRefresher:
             self.refreshed_at[name] = time.monotonic()
         return read
 
+    @property
+    def failing(self) -> set[str]:
+        """The stores whose last refresh failed."""
+        return set(self._failing)
+
     def changed(self) -> list[str]:
         """The stores whose topic's end offsets moved since the last check (any thread)."""
         out = []
