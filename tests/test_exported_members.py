@@ -55,7 +55,7 @@ PUBLIC = {
         "ScopeError", "default_path", "is_resource_name", "parse_scope",
     ],
     "eventml.api": [
-        "ApiError", "Authorizer", "RateLimit", "FeatureRefresher", "ServedView", "ViewsRouter", "create_app",
+        "ApiError", "Authorizer", "RateLimit", "FeatureRefresher", "IngestLimits", "ingest_router", "ServedView", "ViewsRouter", "create_app",
         "features_router", "online_stores", "sqlite_view", "stored_view",
     ],
     "eventml.schema.api": [

@@ -19,12 +19,14 @@ from fastapi.testclient import TestClient
 from eventml.api import create_app, online_stores, sqlite_view
 from eventml.api.auth import PUBLIC_PATHS, RateLimit
 from eventml.features import materialized
+from eventml.log import TopicSpec
 from eventml.schema.api import CONTENT_TYPE
 from eventml.schema.registry import SchemaRegistry
 from eventml.security import KeyStore
 
 from .conftest import Served
 from .sample import cards
+from .test_ingest import read_all
 
 SCHEMA = orjson.dumps({"type": "record", "name": "U", "fields": [{"name": "a", "type": "int"}]}).decode()
 BODY = orjson.dumps({"schema": SCHEMA})
@@ -42,7 +44,11 @@ class Call:
     body: bytes | None = None
 
 
+EVENTS = orjson.dumps([{"order": 1, "amount": 9.5}, {"order": 2, "amount": 3.0}])
+TOPICS = ("orders", "orders-internal", "ORDERS")
+
 CALLS = [
+    Call("POST", "/v1/topics/{topic}/events", "/v1/topics/orders/events", "produce:orders", EVENTS),
     Call("GET", "/v1/features", "/v1/features", "read:*"),
     Call("GET", "/v1/features/{view}", "/v1/features/card_activity?keys=c1", "read:card_activity"),
     Call("GET", "/v1/views", "/v1/views", "read:*"),
@@ -81,7 +87,7 @@ CALLS = [
     Call("DELETE", "/subjects/{subject}", "/subjects/u", "admin"),
 ]
 # a key that holds everything near the right scope but not it
-WRONG = ["read:s-internal", "read:S", "read:cards-internal", "read:card_activity2", "produce:s",
+WRONG = ["produce:orders-internal", "produce:ORDERS", "read:orders", "dlq:orders", "read:s-internal", "read:S", "read:cards-internal", "read:card_activity2", "produce:s",
          "produce:cards", "dlq:*", "schema-write:other"]
 
 
@@ -111,7 +117,10 @@ def keys(tmp_path: Any) -> Keys:
 def client(served: Served, keys: Keys) -> Iterator[TestClient]:
     app = create_app(registry=SchemaRegistry(served.log),
                      features=online_stores(served.log, materialized(served.app)),
-                     views=[sqlite_view(cards, served.db, served.log)], keys=keys.store)
+                     views=[sqlite_view(cards, served.db, served.log)], keys=keys.store,
+                     log=served.log)
+    for topic in TOPICS:
+        served.log.create_topic(TopicSpec(topic, 2))
     with TestClient(app) as c:
         for subject in ("s", "t", "u"):
             r = c.post(f"/subjects/{subject}/versions", content=BODY, headers=_h(keys.admin))
@@ -121,8 +130,8 @@ def client(served: Served, keys: Keys) -> Iterator[TestClient]:
         yield c
 
 
-def _h(token: str | None = None, raw: str | None = None) -> dict[str, str]:
-    headers = {"content-type": CONTENT_TYPE}
+def _h(token: str | None = None, raw: str | None = None, content_type: str = CONTENT_TYPE) -> dict[str, str]:
+    headers = {"content-type": content_type}
     if raw is not None:
         headers["authorization"] = raw
     elif token is not None:
@@ -131,6 +140,8 @@ def _h(token: str | None = None, raw: str | None = None) -> dict[str, str]:
 
 
 def _call(client: TestClient, call: Call, headers: dict[str, str], url: str | None = None) -> Any:
+    if call.template.startswith("/v1/topics"):
+        headers = {**headers, "content-type": "application/json"}
     return client.request(call.method, url or call.url, content=call.body, headers=headers)
 
 
@@ -217,3 +228,32 @@ def test_a_key_over_its_rate_gets_429_with_retry_after(served: Served, tmp_path:
         now[0] += 0.5  # 2 a second: one more token
         assert c.get("/subjects", headers=_h(token)).status_code == 200
         assert c.get("/subjects", headers=_h(token)).status_code == 429
+
+
+def test_a_key_for_orders_appends_to_orders_and_nothing_else(
+        client: TestClient, keys: Keys, served: Served) -> None:
+    key = keys.valid("produce:orders")
+
+    def ends() -> dict[str, dict[int, int]]:
+        return {t: served.log.end_offsets(t) for t in TOPICS}
+
+    before = ends()
+    for url in ("/v1/topics/orders-internal/events", "/v1/topics/ORDERS/events",
+                "/v1/topics/orders%2F..%2Forders-internal/events", "/v1/topics/orders%2F../events",
+                "/v1/topics/orders%00/events", "/v1/topics/orders./events", "/v1/topics/%6Frders-internal/events"):
+        r = client.post(url, content=EVENTS, headers=_h(key, content_type="application/json"))
+        assert r.status_code in (403, 404), (url, r.status_code, r.text)
+    for token in (None, keys.revoked, keys.expired, keys.wrong):
+        r = client.post("/v1/topics/orders/events", content=EVENTS,
+                        headers=_h(token, content_type="application/json"))
+        assert r.status_code in (401, 403)
+    assert ends() == before  # nothing was appended anywhere
+    r = client.post("/v1/topics/orders/events", content=EVENTS,
+                    headers=_h(key, content_type="application/json"))
+    assert r.status_code == 202, r.text
+    after = ends()
+    assert sum(after["orders"].values()) - sum(before["orders"].values()) == 2
+    assert {t: after[t] for t in TOPICS[1:]} == {t: before[t] for t in TOPICS[1:]}
+    # the producer recorded on each record is the key's id, whatever the client sent
+    records = read_all(served.log, "orders")
+    assert {dict(rec.headers)["eventml.ingest.producer"] for rec in records} == {key.split("_")[1].encode()}

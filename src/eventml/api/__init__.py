@@ -10,6 +10,7 @@
 * ``/`` ... Confluent Schema Registry's REST API (:mod:`eventml.schema.api`);
 * ``/v1/features[/{view}]``: online feature values (:mod:`eventml.api.features`);
 * ``/v1/views[/{view}[/rows/{key}|/status]]``: read models (:mod:`eventml.api.views`);
+* ``/v1/topics/{topic}/events``: ingest, with API keys (:mod:`eventml.api.ingest`);
 * ``/docs``: the API's interactive documentation.
 
 With ``create_app(keys=KeyStore(...))`` every route needs an API key of the right scope
@@ -25,17 +26,20 @@ from eventml.api.app import create_app, online_stores
 from eventml.api.auth import Authorizer, RateLimit
 from eventml.api.errors import ApiError
 from eventml.api.features import FeatureRefresher, features_router
+from eventml.api.ingest import IngestLimits, ingest_router
 from eventml.api.views import ServedView, ViewsRouter, sqlite_view, stored_view
 
 __all__ = [
     "ApiError",
     "Authorizer",
     "FeatureRefresher",
+    "IngestLimits",
     "RateLimit",
     "ServedView",
     "ViewsRouter",
     "create_app",
     "features_router",
+    "ingest_router",
     "online_stores",
     "sqlite_view",
     "stored_view",

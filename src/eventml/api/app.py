@@ -29,6 +29,7 @@ from eventml.api.errors import (
     validation_message,
 )
 from eventml.api.features import REFRESH_INTERVAL_S, FeatureRefresher, features_router
+from eventml.api.ingest import IngestLimits, ingest_router
 from eventml.api.views import ServedView, ViewsRouter
 from eventml.features.online import FeatureTopics, OnlineStore
 from eventml.features.spec import FeatureView
@@ -47,6 +48,8 @@ def create_app(
     title: str = "eventml",
     keys: KeyStore | None = None,
     rate_limit: RateLimit | None = None,
+    log: Log | None = None,
+    ingest_limits: IngestLimits | None = None,
 ) -> FastAPI:
     """The service: ``registry``'s routes (if given), ``features`` (online stores by view
     name) under ``/v1/features``, ``views`` under ``/v1/views``.
@@ -61,6 +64,10 @@ def create_app(
     With ``keys`` every route but the docs needs an API key whose scopes allow the
     request (:mod:`eventml.api.auth`), at most ``rate_limit`` requests a second per key.
     Without, the service is open, as a local schema registry usually is.
+
+    With ``log``, ``POST /v1/topics/{topic}/events`` appends to it
+    (:mod:`eventml.api.ingest`, within ``ingest_limits``, validated against ``registry``'s
+    schemas); it needs ``keys``: without them it refuses every request.
     """
     from importlib.metadata import PackageNotFoundError, version
 
@@ -98,6 +105,10 @@ def create_app(
     # /v1 first: routes match in order, and the lookups are the hot path
     app.include_router(features_router(refresher.stores, refresher=refresher))
     app.include_router(served_views.router)
+    if log is not None:
+        app.include_router(ingest_router(
+            log, authorize=None if authorizer is None else authorizer.produce,
+            limits=ingest_limits or IngestLimits(), registry=registry))
     if registry is not None:
         from eventml.schema.api import router as registry_router
 

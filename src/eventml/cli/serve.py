@@ -245,7 +245,7 @@ def serve(
                        "ingest into topics needs --auth")
         config = uvicorn.Config(
             create_app(registry=registry, features=features, views=served, freeze_gc=True,
-                       keys=key_store, rate_limit=limit),
+                       keys=key_store, rate_limit=limit, log=log),
             log_level=level, log_config=_log_config(level), server_header=False,
         )
         uvicorn.Server(config).run(sockets=[sock])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 
@@ -39,6 +40,12 @@ def parse_line(raw: bytes, options: LineOptions) -> Event:
         return from_structured(obj)
     if not isinstance(obj, dict):
         raise EventDecodeError(f"expected a JSON object, got {type(obj).__name__}")
+    return plain_event(obj, options)
+
+
+def plain_event(obj: dict[str, Any], options: LineOptions, id: str | None = None) -> Event:
+    """A plain JSON object as an event's data, its key and time read from the fields
+    ``options`` names; a new id unless ``id`` is given. Raises :class:`EventDecodeError`."""
     key: str | None = None
     if options.key_field is not None:
         if obj.get(options.key_field) is None:
@@ -49,7 +56,9 @@ def parse_line(raw: bytes, options: LineOptions) -> Event:
         if options.time_field is not None
         else utc_now()
     )
-    return Event(type=options.type, source=options.source, data=obj, key=key, time=time)
+    if id is None:
+        return Event(type=options.type, source=options.source, data=obj, key=key, time=time)
+    return Event(type=options.type, source=options.source, data=obj, key=key, time=time, id=id)
 
 
 def _parse_time(value: object, field: str) -> datetime:
