@@ -95,9 +95,10 @@ def test_serve_with_auth_refuses_requests_without_a_key(
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT)
     try:
         assert proc.stdout is not None
-        lines = [proc.stdout.readline() for _ in range(2)]
+        lines = [proc.stdout.readline() for _ in range(3)]
         url = lines[0].split(" at ", 1)[1].split()[0]
         assert f"API keys required (store {keys}" in lines[1], lines
+        assert f"ingest at {url}/v1/topics/TOPIC/events" in lines[2], lines
         deadline = time.monotonic() + 15
         while True:
             try:

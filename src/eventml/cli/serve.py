@@ -238,6 +238,8 @@ def serve(
             limit = None if rate_limit is None else RateLimit(rate_limit, max(1, round(2 * rate_limit)))
             typer.echo(f"eventml: API keys required (store {key_store.path}"
                        f"{f', {rate_limit:g} requests/s per key' if limit else ''})")
+            typer.echo(f"eventml: ingest at {url}/v1/topics/TOPIC/events "
+                       "(Authorization: Bearer eml_..., a produce:TOPIC key)")
         else:
             limit = None
             typer.echo("eventml: no authentication (--no-auth): anyone who reaches "
