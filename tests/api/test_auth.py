@@ -49,6 +49,7 @@ TOPICS = ("orders", "orders-internal", "ORDERS")
 
 CALLS = [
     Call("POST", "/v1/topics/{topic}/events", "/v1/topics/orders/events", "produce:orders", EVENTS),
+    Call("GET", "/metrics", "/metrics", "read:*"),
     Call("GET", "/v1/features", "/v1/features", "read:*"),
     Call("GET", "/v1/features/{view}", "/v1/features/card_activity?keys=c1", "read:card_activity"),
     Call("GET", "/v1/views", "/v1/views", "read:*"),

@@ -34,6 +34,7 @@ from eventml.api.views import ServedView, ViewsRouter
 from eventml.features.online import FeatureTopics, OnlineStore
 from eventml.features.spec import FeatureView
 from eventml.log import Log
+from eventml.observe.http import CONTENT_TYPE, MetricsMiddleware, ServiceMetrics
 from eventml.schema.registry import SchemaRegistry
 from eventml.security import KeyStore
 
@@ -114,6 +115,15 @@ def create_app(
 
         app.include_router(registry_router(registry))
     app.state.refresher, app.state.views = refresher, served_views
+
+    metrics = ServiceMetrics()
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.state.metrics = metrics
+
+    @app.get("/metrics", tags=["health"], summary="Prometheus metrics (text exposition format)",
+             response_class=Response, responses={200: {"content": {CONTENT_TYPE: {}}}})
+    async def prometheus_metrics() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     @app.get("/healthz", tags=["health"], summary="Liveness: the process answers")
     async def healthz() -> dict[str, str]:

@@ -48,6 +48,7 @@ PUBLIC_PATHS = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/r
 Policy = tuple[str, str | None]
 ROUTE_POLICY: dict[tuple[str, str], Policy] = {
     ("POST", "/v1/topics/{topic}/events"): ("produce", "topic"),
+    ("GET", "/metrics"): ("read", None),  # names topics and views: read:* (a scraper's key)
     ("GET", "/v1/features"): ("read", None),
     ("GET", "/v1/features/{view}"): ("read", "view"),
     ("GET", "/v1/views"): ("read", None),
