@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from eventml.bench.http import _complete
+from eventml.bench._loadgen import complete as _complete
 from eventml.cli.app import main
 
 

@@ -423,3 +423,55 @@ def test_the_openapi_spec_describes_bodies_and_answers(log: Log, topic: str) -> 
         "application/json", "application/cloudevents+json", "application/cloudevents-batch+json"}
     assert {"202", "401", "404", "413", "415", "422"} <= set(op["responses"])
     assert "error_code" in op["responses"]["422"]["content"]["application/json"]["schema"]["properties"]
+
+
+def test_requests_waiting_for_an_append_go_in_one_append_in_arrival_order() -> None:
+    """Group commit: while one append runs, the requests that queue behind it are appended
+    together by the next thread, each told where its own events landed; an id sent by two
+    of them is appended once."""
+    import threading
+
+    from eventml.api.ingest import _RecentIds
+    from eventml.log import Message, open_log
+
+    inner = open_log("memory://")
+    inner.create_topic(TopicSpec("t", partitions=1))
+    calls: list[int] = []
+    first_started, release = threading.Event(), threading.Event()
+
+    class SlowLog:
+        def append(self, topic: str, messages: Any) -> Any:
+            calls.append(len(messages))
+            if len(calls) == 1:
+                first_started.set()
+                release.wait(5)
+            return inner.append(topic, messages)
+
+    recent = _RecentIds(100)
+    results: dict[str, Any] = {}
+
+    def send(name: str, ids: list[str]) -> None:
+        msgs = [Message(i.encode()) for i in ids]
+        results[name] = recent.append_new(SlowLog(), "t", ids, msgs)  # type: ignore[arg-type]
+
+    first = threading.Thread(target=send, args=("first", ["a"]))
+    first.start()
+    assert first_started.wait(5)
+    later = [threading.Thread(target=send, args=(f"r{n}", [f"x{n}", "dup"])) for n in range(4)]
+    for t in later:
+        t.start()
+    deadline = time.monotonic() + 5
+    while len(recent._waiting) < 4 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    release.set()
+    for t in [first, *later]:
+        t.join(5)
+    assert calls == [1, 5]  # the four queued requests: one append, "dup" once
+    places = [p for name in sorted(results) for p, _ in results[name]]
+    assert len(set(places)) == 6 and results["first"] == [((0, 0), False)]
+    dups = [results[f"r{n}"][1] for n in range(4)]
+    assert sum(not dup for _, dup in dups) == 1 and len({p for p, _ in dups}) == 1
+    earliest = ConsumerConfig(auto_offset_reset="earliest")
+    with inner.consumer("g", ["t"], config=earliest) as consumer:
+        values = [r.value or b"" for r in consumer.poll(max_records=100, timeout_s=1)]
+    assert inner.end_offsets("t") == {0: 6} and sorted(values) == sorted([b"a", b"dup", b"x0", b"x1", b"x2", b"x3"])

@@ -294,31 +294,75 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+@dataclass(slots=True)
+class _Waiting:
+    """One request's events, waiting for the topic's appender; then where they landed."""
+
+    ids: Sequence[str]
+    messages: Sequence[Message]
+    placed: list[tuple[tuple[int, int], bool]] | None = None
+    error: BaseException | None = None
+
+
 class _RecentIds:
     """The last ``size`` event ids appended to one topic and where they landed (LRU).
 
     :meth:`append_new` holds the topic's lock from look-up to remembering, in the
-    thread that appends: a request cancelled meanwhile cannot let a duplicate through."""
+    thread that appends: a request cancelled meanwhile cannot let a duplicate through.
+    Requests that arrive while an append is under way wait, then the first of them to
+    get the lock appends them all in one ``log.append`` (group commit: one transaction,
+    one fsync on the embedded log, for every request that queued meanwhile)."""
 
     def __init__(self, size: int) -> None:
         self.size = size
         self._ids: OrderedDict[str, tuple[int, int]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one appender at a time
+        self._waiting: list[_Waiting] = []
+        self._waiting_lock = threading.Lock()
 
     def append_new(self, log: Log, topic: str, ids: Sequence[str], messages: Sequence[Message],
                    ) -> list[tuple[tuple[int, int], bool]]:
-        """Append the messages whose ids are new; per message ``((partition, offset), duplicate)``."""
+        """Append the messages whose ids are new; per message ``((partition, offset), duplicate)``.
+
+        Blocks until they are appended, by this thread or by one that took them along."""
+        mine = _Waiting(ids, messages)
+        with self._waiting_lock:
+            self._waiting.append(mine)
         with self._lock:
-            known = [self._ids.get(i) for i in ids]
-            first: dict[str, int] = {}  # an id repeated within the request: its first index
-            new = [n for n, i in enumerate(ids) if known[n] is None and first.setdefault(i, n) == n]
-            appended = log.append(topic, [messages[n] for n in new]) if new else []
-            placed = {n: (m.partition, m.offset) for n, m in zip(new, appended, strict=True)}
-            out = []
-            for n, event_id in enumerate(ids):
-                place = known[n] or placed[first[event_id]]
-                self._remember(event_id, place)
-                out.append((place, n not in placed))
+            if mine.placed is None and mine.error is None:  # no appender took them along
+                with self._waiting_lock:
+                    group, self._waiting = self._waiting, []
+                self._append_group(log, topic, group)
+        if mine.error is not None:
+            raise mine.error
+        assert mine.placed is not None
+        return mine.placed
+
+    def _append_group(self, log: Log, topic: str, group: list[_Waiting]) -> None:
+        """Append the group's events in one ``log.append`` (the lock held), in arrival order."""
+        ids = [i for w in group for i in w.ids]
+        try:
+            placed = self._append(log, topic, ids, [m for w in group for m in w.messages])
+        except BaseException as e:  # every request of the group is refused, none acknowledged
+            for w in group:
+                w.error = e
+            return
+        at = 0
+        for w in group:
+            w.placed, at = placed[at:at + len(w.ids)], at + len(w.ids)
+
+    def _append(self, log: Log, topic: str, ids: Sequence[str], messages: Sequence[Message],
+                ) -> list[tuple[tuple[int, int], bool]]:
+        known = [self._ids.get(i) for i in ids]
+        first: dict[str, int] = {}  # an id repeated within the group: its first index
+        new = [n for n, i in enumerate(ids) if known[n] is None and first.setdefault(i, n) == n]
+        appended = log.append(topic, [messages[n] for n in new]) if new else []
+        placed = {n: (m.partition, m.offset) for n, m in zip(new, appended, strict=True)}
+        out = []
+        for n, event_id in enumerate(ids):
+            place = known[n] or placed[first[event_id]]
+            self._remember(event_id, place)
+            out.append((place, n not in placed))
         return out
 
     def _remember(self, event_id: str, place: tuple[int, int]) -> None:

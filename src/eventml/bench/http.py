@@ -11,13 +11,13 @@ What :func:`run` does, in a temporary directory:
 3. starts ``eventml serve --app ... --views ...`` as a real server process (uvicorn,
    one process), and, from a separate load-generator process, sends
    ``GET /v1/features/card_activity?keys=KEY`` for random keys at a fixed
-   **open-loop** rate: request *i* is due at ``start + i / rate`` whatever happened
-   to earlier ones, and its latency runs from that due time to the last byte of the
-   response, so a stall delays every request due meanwhile and is counted (no
-   coordinated omission). Requests go over ``connections`` keep-alive HTTP/1.1
-   connections (raw sockets, ``TCP_NODELAY``; a request due while every connection
-   is busy waits, and the wait counts). The first ``warmup_s`` seconds are not
-   counted;
+   **open-loop** rate (:mod:`eventml.bench._loadgen`): request *i* is due at
+   ``start + i / rate`` whatever happened to earlier ones, and its latency runs from
+   that due time to the last byte of the response, so a stall delays every request due
+   meanwhile and is counted (no coordinated omission). Requests go over ``connections``
+   keep-alive HTTP/1.1 connections (raw sockets, ``TCP_NODELAY``; a request due while
+   every connection is busy waits, and the wait counts). The first ``warmup_s``
+   seconds are not counted;
 4. does the same for ``GET /v1/views/cards/rows/KEY`` (optional), with
    ``ViewStore.get`` in this process as its baseline.
 
@@ -30,16 +30,10 @@ packaged: hence this small generator.)
 
 from __future__ import annotations
 
-import json
 import os
 import random
-import selectors
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -48,6 +42,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from eventml.bench._loadgen import Server
 from eventml.bench._timing import BenchmarkError
 from eventml.bench.features import CARDS
 from eventml.bench.features import _append as append_transactions
@@ -60,7 +55,6 @@ TARGET_P99_MS = 5.0
 TOPIC = "bench-http-tx"
 APP_NAME = "benchhttp"
 _MODULE = "eventml_bench_http_app"
-_START_TIMEOUT_S = 60.0
 
 
 # -- what the server serves --------------------------------------------------------------
@@ -144,15 +138,20 @@ def run(
             "from eventml.bench.http import bench_app, bench_views\n"
             f"app = bench_app({url!r})\nviews = bench_views()\n")
         say("starting eventml serve")
-        with _Server(tmp, url, db_dir) as server:
+        args = ["--broker", url, "--app", f"{_MODULE}:app", "--views", f"{_MODULE}:views",
+                "--views-db", str(db_dir), "--log-level", "warning"]
+        limit_s = warmup_s + duration_s + 120
+        with Server(tmp, args, ready_path="/v1/features") as server:
             say(f"features over HTTP: {rate:,.0f} requests/s for {warmup_s:g} + {duration_s:g} s")
-            http = server.drive("/v1/features/card_activity?keys=", keys, rate=rate,
-                                warmup_s=warmup_s, duration_s=duration_s, connections=connections)
+            http = server.drive(_requests("/v1/features/card_activity?keys=", keys, server.host),
+                                rate=rate, warmup_s=warmup_s, duration_s=duration_s,
+                                connections=connections, limit_s=limit_s)
             view_http = None
             if views:
                 say(f"view rows over HTTP: {rate:,.0f} requests/s for {warmup_s:g} + {duration_s:g} s")
-                view_http = server.drive("/v1/views/cards/rows/", keys, rate=rate, warmup_s=warmup_s,
-                                         duration_s=duration_s, connections=connections)
+                view_http = server.drive(_requests("/v1/views/cards/rows/", keys, server.host),
+                                         rate=rate, warmup_s=warmup_s, duration_s=duration_s,
+                                         connections=connections, limit_s=limit_s)
     features: dict[str, Any] = {"http": http, "in_process": in_process}
     result: dict[str, Any] = {
         "benchmark": "http",
@@ -200,248 +199,12 @@ def _targets(result: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-class _Server:
-    """``eventml serve`` on the benchmark's log, in its own process."""
-
-    def __init__(self, workdir: str, url: str, db_dir: Path) -> None:
-        self.workdir, self.url, self.db_dir = workdir, url, db_dir
-        self.proc: subprocess.Popen[str] | None = None
-
-    def __enter__(self) -> _Server:
-        env = {k: v for k, v in os.environ.items() if k != "EVENTML_BROKER"}
-        self.stderr = open(Path(self.workdir) / "server.log", "w+")  # closed in __exit__
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "eventml", "serve", "--broker", self.url, "--port", "0",
-             "--app", f"{_MODULE}:app", "--views", f"{_MODULE}:views", "--views-db", str(self.db_dir),
-             "--log-level", "warning"],
-            stdout=subprocess.PIPE, stderr=self.stderr, text=True, cwd=self.workdir, env=env)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if " at http://" not in line:
-            self.__exit__()
-            raise BenchmarkError(f"eventml serve did not start: {self._stderr_tail()}")
-        base = line.split(" at ", 1)[1].split()[0]
-        host, _, port = base.removeprefix("http://").rpartition(":")
-        self.host, self.port = host.strip("[]"), int(port)
-        self._wait_ready()
-        return self
-
-    def _stderr_tail(self) -> str:
-        self.stderr.seek(0)
-        lines = self.stderr.read().strip().splitlines()
-        return lines[-1] if lines else "(no output)"
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + _START_TIMEOUT_S
-        while True:
-            try:
-                with socket.create_connection((self.host, self.port), timeout=5) as s:
-                    s.sendall(b"GET /v1/features HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
-                    if s.recv(64).startswith(b"HTTP/1.1 200"):
-                        return
-            except OSError:
-                pass
-            assert self.proc is not None
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise BenchmarkError(f"eventml serve did not answer: {self._stderr_tail()}")
-            time.sleep(0.05)
-
-    def cpu_s(self) -> float:
-        """The server process's user + system CPU seconds so far (Linux; 0 elsewhere)."""
-        assert self.proc is not None
-        try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def rss_mb(self) -> float | None:
-        """The server process's resident memory (Linux; None elsewhere)."""
-        assert self.proc is not None
-        try:
-            status = Path(f"/proc/{self.proc.pid}/status").read_text()
-        except OSError:
-            return None
-        kb = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), None)
-        return None if kb is None else round(kb / 1024, 1)
-
-    def drive(self, prefix: str, keys: list[str], *, rate: float, warmup_s: float, duration_s: float,
-              connections: int) -> dict[str, Any]:
-        """Run the load generator against ``prefix + key`` paths; its summary, plus server CPU."""
-        args = {"host": self.host, "port": self.port, "prefix": prefix, "keys": keys, "rate": rate,
-                "warmup_s": warmup_s, "duration_s": duration_s, "connections": connections}
-        spec = Path(self.workdir) / "load.json"
-        spec.write_text(json.dumps(args))
-        cpu0, rss0 = self.cpu_s(), self.rss_mb()
-        done = subprocess.run(
-            [sys.executable, "-c", "import sys; from eventml.bench.http import _load_main; _load_main(sys.argv[1])",
-             str(spec)], capture_output=True, text=True, timeout=warmup_s + duration_s + 120)
-        cpu = self.cpu_s() - cpu0
-        if done.returncode != 0:
-            raise BenchmarkError(f"the load generator failed: {done.stderr.strip().splitlines()[-1:]}")
-        out: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-        sent = out.pop("sent_total")
-        out["server_cpu_us_per_request"] = round(cpu / sent * 1e6, 1) if sent else None
-        out["server_rss_mb"] = [rss0, self.rss_mb()]  # before and after the phase
-        return out
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            if self.proc.stdout is not None:
-                self.proc.stdout.close()
-        self.stderr.close()
-
-
-# -- the load generator (its own process) ------------------------------------------------------
-
-
-def _load_main(spec_path: str) -> None:
-    spec = json.loads(Path(spec_path).read_text())
-    print(json.dumps(drive(**spec)))
-
-
-def drive(
-    *, host: str, port: int, prefix: str, keys: list[str], rate: float, warmup_s: float,
-    duration_s: float, connections: int, timeout_s: float = 5.0,
-) -> dict[str, Any]:
-    """Send ``GET prefix+key`` for each key at ``rate`` per second, open loop (see the
-    module's docstring); the latency summary of those due after ``warmup_s``."""
+def _requests(prefix: str, keys: list[str], host: str) -> list[bytes]:
+    """``GET prefix+key`` for each key, as the load generator sends them."""
     from urllib.parse import quote
 
-    total = min(len(keys), int(rate * (warmup_s + duration_s)))
-    requests = [f"GET {prefix}{quote(k, safe='')} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode("ascii")
-                for k in keys[:total]]
-    interval = 1.0 / rate
-    sched = np.empty(total)
-    sent = np.zeros(total)
-    done = np.zeros(total)
-    status = np.zeros(total, dtype=np.int32)  # 0: no answer (error)
-    sel = selectors.SelectSelector()  # select(): µs timeouts (epoll's are whole ms)
-    inflight: dict[socket.socket, tuple[int, bytearray]] = {}
-    idle: deque[socket.socket] = deque()
-
-    def connect() -> socket.socket:
-        s = socket.create_connection((host, port), timeout=timeout_s)
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        s.setblocking(False)
-        sel.register(s, selectors.EVENT_READ)
-        return s
-
-    def drop(s: socket.socket) -> None:
-        sel.unregister(s)
-        s.close()
-        inflight.pop(s, None)
-        idle.append(connect())
-
-    for _ in range(connections):
-        idle.append(connect())
-    pending: deque[int] = deque()
-    start = time.perf_counter() + 0.05
-    for i in range(total):
-        sched[i] = start + i * interval
-    nxt = finished = max_busy = 0
-    clock = time.perf_counter
-    while finished < total:
-        now = clock()
-        while nxt < total and sched[nxt] <= now:
-            pending.append(nxt)
-            nxt += 1
-        while pending and idle:
-            i = pending.popleft()
-            s = idle.popleft()
-            try:
-                s.send(requests[i])
-            except OSError:
-                finished += 1  # status 0: an error
-                drop(s)
-                continue
-            sent[i] = clock()
-            inflight[s] = (i, bytearray())
-        max_busy = max(max_busy, len(inflight))
-        wait = max(0.0, sched[nxt] - clock()) if nxt < total else 0.05
-        for key, _ in sel.select(wait if not pending or idle else min(wait, 0.05)):
-            s = key.fileobj  # type: ignore[assignment]
-            assert isinstance(s, socket.socket)
-            try:
-                data = s.recv(65536)
-            except BlockingIOError:
-                continue
-            except OSError:
-                data = b""
-            entry = inflight.get(s)
-            if entry is None:  # an idle connection closed by the server
-                if not data:
-                    idle.remove(s)
-                    drop(s)
-                continue
-            i, buf = entry
-            if not data:
-                finished += 1
-                drop(s)
-                continue
-            buf += data
-            code = _complete(buf)
-            if code is not None:
-                done[i] = clock()
-                status[i] = code
-                finished += 1
-                del inflight[s]
-                idle.append(s)
-        now = clock()
-        for s, (i, _) in list(inflight.items()):
-            if now - sent[i] > timeout_s:
-                finished += 1
-                drop(s)
-    for s in [*idle, *inflight]:
-        s.close()
-    counted = sched >= start + warmup_s
-    lat_ms = (done[counted] - sched[counted]) * 1000
-    ok = status[counted] == 200
-    ok_lat = lat_ms[ok]
-    window_end = float(done[counted].max()) if counted.any() else start
-    window_s = max(window_end - (start + warmup_s), 1e-9)
-
-    def pct(q: float) -> float | None:
-        return round(float(np.percentile(ok_lat, q)), 3) if len(ok_lat) else None
-
-    lag_ms = (sent[counted] - sched[counted]) * 1000
-    service_ms = (done[counted] - sent[counted])[ok] * 1000
-    return {
-        "requests": int(counted.sum()),
-        "ok": int(ok.sum()),
-        "errors": int((~ok).sum()),
-        "achieved_rate": round(float(ok.sum()) / window_s, 1),
-        "p50_ms": pct(50), "p90_ms": pct(90), "p99_ms": pct(99), "p999_ms": pct(99.9),
-        "max_ms": round(float(ok_lat.max()), 3) if len(ok_lat) else None,
-        "service_p99_ms": round(float(np.percentile(service_ms, 99)), 3) if len(service_ms) else None,
-        "send_lag_p99_ms": round(float(np.percentile(lag_ms, 99)), 3) if len(lag_ms) else None,
-        "max_in_flight": max_busy,
-        "worst": [[round(float(t), 3), round(float(v), 3)] for t, v in sorted(
-            zip(sched[counted] - start, lat_ms, strict=True), key=lambda p: -p[1])[:5]],
-        "sent_total": total,
-    }
-
-
-def _complete(buf: bytearray) -> int | None:
-    """The status code once ``buf`` holds a whole response (``Content-Length`` framed)."""
-    end = buf.find(b"\r\n\r\n")
-    if end < 0:
-        return None
-    head = bytes(buf[:end]).split(b"\r\n")
-    length = 0
-    for line in head[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    if len(buf) < end + 4 + length:
-        return None
-    return int(head[0].split()[1])
+    return [f"GET {prefix}{quote(k, safe='')} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode("ascii")
+            for k in keys]
 
 
 # -- the report ----------------------------------------------------------------------------------

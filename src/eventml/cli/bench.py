@@ -311,6 +311,51 @@ def http(
     _emit(result, json=json, out=out, render=render_http_table)
 
 
+@bench_app.command("ingest")
+def ingest(
+    events: Annotated[int, typer.Option("--events", "-n", help="Events sent in batches.")] = 200_000,
+    rate: Annotated[
+        float, typer.Option("--rate", help="Single-event requests per second, open loop.")
+    ] = 1000.0,
+    duration: Annotated[float, typer.Option("--duration", help="Seconds counted, after warm-up.")] = 10.0,
+    warmup: Annotated[float, typer.Option("--warmup", help="Seconds of warm-up (not counted).")] = 1.0,
+    batch: Annotated[int, typer.Option("--batch", help="Events per batched request (server limit 1000).")] = 500,
+    connections: Annotated[
+        int, typer.Option("--connections", "-c", help="Keep-alive connections, single events.")
+    ] = 16,
+    batch_connections: Annotated[
+        int, typer.Option("--batch-connections", help="Keep-alive connections, batches (closed loop).")
+    ] = 4,
+    broker: TempBrokerOption = None,
+    json: JsonOption = False,
+    out: OutOption = None,
+) -> None:
+    """HTTP ingest through `eventml serve --auth`: single-event p99 at a fixed rate, batched
+    events/s, every event counted in the log, against the log's own append in process."""
+    _at_least(("--events", events, 1), ("--batch", batch, 1), ("--connections", connections, 1),
+              ("--batch-connections", batch_connections, 1), ("--warmup", warmup, 0))
+    if batch > 1000:
+        fail(f"--batch must be <= 1000 (the server's events per request), got {batch}")
+    for name, number in (("--rate", rate), ("--duration", duration)):
+        if number <= 0:
+            fail(f"{name} must be > 0, got {number:g}")
+    if broker is not None:
+        from eventml.log.registry import parse_broker_url
+
+        parse_broker_url(broker)  # an unknown scheme is one line on stderr, before any work
+        if broker.startswith("memory:"):
+            fail("--broker: the server is another process: give embedded://PATH or kafka://HOST:PORT")
+
+    from eventml.bench.ingest import render_ingest_table, run
+
+    result = run(events=events, rate=rate, duration_s=duration, warmup_s=warmup, batch=batch,
+                 connections=connections, batch_connections=batch_connections, broker=broker,
+                 progress=None if json else lambda msg: err_console.print(f"[dim]{msg}[/]"))
+    _emit(result, json=json, out=out, render=render_ingest_table)
+    if not result["single"]["counts"]["ok"] or not result["batched"]["counts"]["ok"]:
+        raise typer.Exit(1)
+
+
 @bench_app.command("views")
 def views(
     events: Annotated[int, typer.Option("--events", "-n", help="Events replayed.")] = 1_000_000,
