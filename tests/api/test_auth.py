@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -17,9 +18,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from eventml.api import create_app, online_stores, sqlite_view
-from eventml.api.auth import PUBLIC_PATHS, RateLimit
+from eventml.api.auth import PUBLIC_PATHS, ROUTE_POLICY, SCHEMAS_PREFIX, RateLimit
+from eventml.deadletter import dead_letter_message
 from eventml.features import materialized
 from eventml.log import TopicSpec
+from eventml.ml import ModelRegistry
 from eventml.schema.api import CONTENT_TYPE
 from eventml.schema.registry import SchemaRegistry
 from eventml.security import KeyStore
@@ -27,6 +30,7 @@ from eventml.security import KeyStore
 from .conftest import Served
 from .sample import cards
 from .test_ingest import read_all
+from .test_models_api import SCORE
 
 SCHEMA = orjson.dumps({"type": "record", "name": "U", "fields": [{"name": "a", "type": "int"}]}).decode()
 BODY = orjson.dumps({"schema": SCHEMA})
@@ -46,6 +50,8 @@ class Call:
 
 EVENTS = orjson.dumps([{"order": 1, "amount": 9.5}, {"order": 2, "amount": 3.0}])
 TOPICS = ("orders", "orders-internal", "ORDERS")
+REPLAY = orjson.dumps({"ids": ["0:0"]})
+ALIAS = orjson.dumps({"version": 1, "reason": "matrix"})
 
 CALLS = [
     Call("POST", "/v1/topics/{topic}/events", "/v1/topics/orders/events", "produce:orders", EVENTS),
@@ -56,6 +62,16 @@ CALLS = [
     Call("GET", "/v1/views/{view}", "/v1/views/cards", "read:cards"),
     Call("GET", "/v1/views/{view}/rows/{key}", "/v1/views/cards/rows/c1", "read:cards"),
     Call("GET", "/v1/views/{view}/status", "/v1/views/cards/status", "read:cards"),
+    Call("GET", "/v1/topics", "/v1/topics", "read:*"),
+    Call("GET", "/v1/topics/{topic}", "/v1/topics/tx", "read:tx"),
+    Call("GET", "/v1/topics/{topic}/lag", "/v1/topics/tx/lag?group=apitest", "read:tx"),
+    Call("GET", "/v1/topics/{topic}/dlq", "/v1/topics/tx/dlq?limit=2", "dlq:tx"),
+    Call("POST", "/v1/topics/{topic}/dlq/replay", "/v1/topics/tx/dlq/replay", "admin", REPLAY),
+    Call("GET", "/v1/models", "/v1/models", "read:*"),
+    Call("GET", "/v1/models/{name}", "/v1/models/fraud", "read:fraud"),
+    Call("GET", "/v1/models/{name}/versions/{version}", "/v1/models/fraud/versions/1", "read:fraud"),
+    Call("PUT", "/v1/models/{name}/aliases/{alias}", "/v1/models/fraud/aliases/champion", "admin",
+         ALIAS),
     Call("GET", "/", "/", ANY),
     Call("GET", "/subjects", "/subjects", "read:*"),
     Call("POST", "/subjects/{subject}", "/subjects/s", "read:s", BODY),
@@ -86,10 +102,21 @@ CALLS = [
     Call("DELETE", "/mode/{subject}", "/mode/t", "admin"),
     Call("DELETE", "/subjects/{subject}/versions/{version}", "/subjects/t/versions/1", "admin"),
     Call("DELETE", "/subjects/{subject}", "/subjects/u", "admin"),
+    # the registry under /v1/schemas as well: a few representative rows (the table check
+    # below covers the rest through their root twins, whose policies must be the same)
+    Call("GET", "/v1/schemas/", "/v1/schemas/", ANY),
+    Call("GET", "/v1/schemas/subjects/{subject}/versions", "/v1/schemas/subjects/s/versions", "read:s"),
+    Call("POST", "/v1/schemas/subjects/{subject}/versions", "/v1/schemas/subjects/s/versions",
+         "schema-write:s", BODY),
+    Call("GET", "/v1/schemas/schemas/ids/{sid}", "/v1/schemas/schemas/ids/1", ANY),
+    Call("PUT", "/v1/schemas/config", "/v1/schemas/config", "admin", COMPAT),
+    Call("DELETE", "/v1/schemas/subjects/{subject}", "/v1/schemas/subjects/u", "admin"),
 ]
 # a key that holds everything near the right scope but not it
 WRONG = ["produce:orders-internal", "produce:ORDERS", "read:orders", "dlq:orders", "read:s-internal", "read:S", "read:cards-internal", "read:card_activity2", "produce:s",
-         "produce:cards", "dlq:*", "schema-write:other"]
+         "produce:cards", "schema-write:other", "read:tx-internal", "read:TX", "read:tx.dlq",
+         "dlq:tx-internal", "produce:tx", "schema-write:tx", "read:fraud-internal", "read:FRAUD",
+         "dlq:fraud", "produce:fraud"]
 
 
 @dataclass
@@ -115,13 +142,18 @@ def keys(tmp_path: Any) -> Keys:
 
 
 @pytest.fixture
-def client(served: Served, keys: Keys) -> Iterator[TestClient]:
+def client(served: Served, keys: Keys, tmp_path: Path) -> Iterator[TestClient]:
+    models = ModelRegistry(tmp_path / "models")
+    models.register("fraud", SCORE, flavor="callable", features=["amount"])
     app = create_app(registry=SchemaRegistry(served.log),
                      features=online_stores(served.log, materialized(served.app)),
                      views=[sqlite_view(cards, served.db, served.log)], keys=keys.store,
-                     log=served.log)
+                     log=served.log, models=models)
     for topic in TOPICS:
         served.log.create_topic(TopicSpec(topic, 2))
+    served.log.append("tx.dlq", [dead_letter_message(  # the worker created tx.dlq
+        b'{"card": "c1"}', key=b"c1", error=ValueError("bad"), now_ms=1,
+        source={"topic": "tx", "partition": 0, "offset": 0})])
     with TestClient(app) as c:
         for subject in ("s", "t", "u"):
             r = c.post(f"/subjects/{subject}/versions", content=BODY, headers=_h(keys.admin))
@@ -141,15 +173,66 @@ def _h(token: str | None = None, raw: str | None = None, content_type: str = CON
 
 
 def _call(client: TestClient, call: Call, headers: dict[str, str], url: str | None = None) -> Any:
-    if call.template.startswith("/v1/topics"):
+    if call.template.startswith("/v1/") and not call.template.startswith(SCHEMAS_PREFIX):
         headers = {**headers, "content-type": "application/json"}
     return client.request(call.method, url or call.url, content=call.body, headers=headers)
 
 
+def _served_routes(client: TestClient) -> set[tuple[str, str]]:
+    paths = client.app.openapi()["paths"]  # type: ignore[attr-defined]
+    return {(m.upper(), p) for p, ops in paths.items() for m in ops if p not in PUBLIC_PATHS}
+
+
+def _root_twin(route: tuple[str, str]) -> tuple[str, str]:
+    method, path = route
+    return method, path[len(SCHEMAS_PREFIX):] if path.startswith(SCHEMAS_PREFIX) else path
+
+
+def _table_problems(served: set[tuple[str, str]], policy: dict[tuple[str, str], Any]) -> list[str]:
+    """What the table misses: a served route without a row (a route under /v1/schemas is
+    covered by its root twin's row if their policies are the same), a row for no route."""
+    named = {(c.method, c.template) for c in CALLS}
+    problems = [f"no row for {r}" for r in sorted(served - named)
+                if not r[1].startswith(SCHEMAS_PREFIX) or _root_twin(r) not in named]
+    problems += [f"a row for {r}, which is not served" for r in sorted(named - served)]
+    problems += [f"{r}: not the policy of {_root_twin(r)}" for r in sorted(served)
+                 if r[1].startswith(SCHEMAS_PREFIX) and policy.get(r) != policy.get(_root_twin(r))]
+    return problems
+
+
 def test_the_table_names_every_route(client: TestClient) -> None:
-    served = {(m.upper(), p) for p, ops in client.app.openapi()["paths"].items()  # type: ignore[attr-defined]
-              for m in ops}
-    assert {(c.method, c.template) for c in CALLS} == {r for r in served if r[1] not in PUBLIC_PATHS}
+    served = _served_routes(client)
+    assert _table_problems(served, ROUTE_POLICY) == []
+    # every registry route is under /v1/schemas as well
+    prefixed = {_root_twin(r) for r in served if r[1].startswith(SCHEMAS_PREFIX)}
+    assert prefixed == {r for r in served if not r[1].startswith("/v1") and r[1] != "/metrics"}
+
+
+def test_the_table_check_catches_a_missing_row_and_a_prefixed_policy_that_differs(
+        client: TestClient) -> None:
+    served = _served_routes(client)
+    assert _table_problems(served | {("GET", "/v1/topics/{topic}/secret")}, ROUTE_POLICY) == [
+        "no row for ('GET', '/v1/topics/{topic}/secret')"]
+    loose = {**ROUTE_POLICY, ("DELETE", "/v1/schemas/subjects/{subject}"): ("read", "subject")}
+    assert _table_problems(served, loose) == [
+        "('DELETE', '/v1/schemas/subjects/{subject}'): not the policy of "
+        "('DELETE', '/subjects/{subject}')"]
+
+
+def test_the_registry_under_v1_schemas_matches_percent_encoded_subjects(served: Served) -> None:
+    with TestClient(create_app(registry=SchemaRegistry(served.log))) as c:  # open: any subject
+        r = c.post("/v1/schemas/subjects/a%2Fb/versions", content=BODY, headers=_h())
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"] == CONTENT_TYPE and r.json()["subject"] == "a/b"
+        for prefix in ("", SCHEMAS_PREFIX):
+            assert c.get(f"{prefix}/subjects/a%2Fb/versions").json() == [1]
+            assert c.get(f"{prefix}/subjects/a%2fb/versions/1").json()["subject"] == "a/b"
+            assert c.get(f"{prefix}/subjects").json() == ["a/b"]
+            r = c.get(f"{prefix}/subjects/a/versions")  # not the same subject
+            assert r.status_code == 404 and r.json()["error_code"] == 40401
+            assert r.headers["content-type"] == CONTENT_TYPE
+        r = c.get("/v1/schemas/nothing-here")  # the registry's error shape under its prefix
+        assert r.status_code == 404 and r.headers["content-type"] == CONTENT_TYPE
 
 
 @pytest.mark.parametrize("call", CALLS, ids=lambda c: f"{c.method} {c.template}")
@@ -197,15 +280,53 @@ def test_a_refused_write_changes_nothing(client: TestClient, keys: Keys) -> None
     assert client.get("/config", headers=_h(keys.admin)).json()["compatibilityLevel"] == "BACKWARD"
 
 
-def test_names_are_checked_after_decoding_case_sensitively(client: TestClient, keys: Keys) -> None:
+def test_refused_replays_and_alias_changes_change_nothing(
+        client: TestClient, keys: Keys, served: Served) -> None:
+    not_admin = keys.store.create("all but admin", ["read:*", "produce:*", "dlq:*", "schema-write:*"])[0]
+    before = served.log.end_offsets("tx")
+    for token in (None, keys.revoked, keys.expired, keys.wrong, not_admin, keys.valid("dlq:tx")):
+        headers = _h(token, content_type="application/json")
+        assert client.post("/v1/topics/tx/dlq/replay", content=REPLAY,
+                           headers=headers).status_code in (401, 403)
+        assert client.put("/v1/models/fraud/aliases/champion", content=ALIAS,
+                          headers=headers).status_code in (401, 403)
+    assert served.log.end_offsets("tx") == before
+    assert "_models" not in served.log.list_topics()  # no alias change was announced
+    assert client.get("/v1/models/fraud", headers=_h(keys.admin)).json()["aliases"] == {}
+    admin = _h(keys.admin, content_type="application/json")
+    assert client.post("/v1/topics/tx/dlq/replay", content=REPLAY, headers=admin).json()["total"] == 1
+    assert sum(served.log.end_offsets("tx").values()) == sum(before.values()) + 1
+    assert client.put("/v1/models/fraud/aliases/champion", content=ALIAS, headers=admin).status_code == 200
+    assert "_models" in served.log.list_topics()
+
+
+@pytest.mark.parametrize("prefix", ["", SCHEMAS_PREFIX])
+def test_names_are_checked_after_decoding_case_sensitively(
+        client: TestClient, keys: Keys, prefix: str) -> None:
     key = keys.valid("read:s")
-    assert client.get("/subjects/s/versions", headers=_h(key)).status_code == 200
+    assert client.get(f"{prefix}/subjects/s/versions", headers=_h(key)).status_code == 200
     for subject in ("S", "s-internal", "s%2F..", "s%2f..%2fu", "%73", "s%00", "s.."):
-        r = client.get(f"/subjects/{subject}/versions", headers=_h(key))
+        r = client.get(f"{prefix}/subjects/{subject}/versions", headers=_h(key))
         if subject == "%73":  # percent-encoded "s" is "s" once decoded: the same resource
             assert r.status_code == 200
         else:
             assert r.status_code in (403, 404) and r.status_code != 200, subject
+
+
+def test_a_key_for_tx_reads_tx_and_no_other_topic_or_model(client: TestClient, keys: Keys) -> None:
+    key = _h(keys.valid("read:tx"), content_type="application/json")
+    assert client.get("/v1/topics/tx", headers=key).status_code == 200
+    for url in ("/v1/topics/TX", "/v1/topics/tx-internal", "/v1/topics/tx.dlq", "/v1/topics/%74x.dlq",
+                "/v1/topics/tx%2F..%2Ftx.dlq", "/v1/topics/tx/dlq", "/v1/topics", "/v1/models",
+                "/v1/models/fraud", "/v1/topics/tx%00/lag?group=apitest"):
+        r = client.get(url, headers=key)
+        assert r.status_code in (403, 404), (url, r.status_code, r.text)
+    dlq = _h(keys.valid("dlq:tx"), content_type="application/json")
+    assert client.get("/v1/topics/tx/dlq", headers=dlq).status_code == 200
+    for method, url in (("GET", "/v1/topics/tx"), ("POST", "/v1/topics/tx/dlq/replay"),
+                        ("GET", "/v1/topics/tx.dlq/dlq")):
+        assert client.request(method, url, content=REPLAY, headers=dlq).status_code == 403, url
+    assert client.get("/v1/topics/tx/dlq", headers=dlq).json()["dead_letters"][0]["replayed"] is False
 
 
 def test_the_docs_stay_public(client: TestClient) -> None:

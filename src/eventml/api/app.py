@@ -1,10 +1,13 @@
-"""One HTTP service: the schema registry, online features and read models.
+"""One HTTP service: the schema registry, online features, read models, topics, dead
+letters and models.
 
 :func:`create_app` composes the schema registry's routes (Confluent's paths, at the
-root, as ``eventml serve`` always served them) with the ``/v1`` routers of
-:mod:`eventml.api.features` and :mod:`eventml.api.views`. Every error is a JSON body
-``{"error_code": ..., "message": ...}`` (the registry's shape), never a traceback;
-an unknown path is a 404 with error code 404. API docs are at ``/docs``.
+root, as ``eventml serve`` always served them, and the same under ``/v1/schemas``) with
+the ``/v1`` routers of :mod:`eventml.api.features`, :mod:`eventml.api.views`,
+:mod:`eventml.api.ingest`, :mod:`eventml.api.topics`, :mod:`eventml.api.dlq` and
+:mod:`eventml.api.models`. Every error is a JSON body ``{"error_code": ..., "message":
+...}`` (the registry's shape), never a traceback; an unknown path is a 404 with error
+code 404. API docs are at ``/docs``.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from eventml.api.auth import Authorizer, RateLimit
+from eventml.api.auth import SCHEMAS_PREFIX, Authorizer, RateLimit
+from eventml.api.dlq import DeadLettersRouter
 from eventml.api.errors import (
     INVALID_REQUEST,
     SERVICE_UNAVAILABLE,
@@ -30,10 +34,13 @@ from eventml.api.errors import (
 )
 from eventml.api.features import REFRESH_INTERVAL_S, FeatureRefresher, features_router
 from eventml.api.ingest import IngestLimits, ingest_router
+from eventml.api.models import models_router
+from eventml.api.topics import topics_router
 from eventml.api.views import ServedView, ViewsRouter
 from eventml.features.online import FeatureTopics, OnlineStore
 from eventml.features.spec import FeatureView
 from eventml.log import Log
+from eventml.ml.registry import ModelRegistry
 from eventml.observe.http import CONTENT_TYPE, MetricsMiddleware, ServiceMetrics
 from eventml.schema.registry import SchemaRegistry
 from eventml.security import KeyStore
@@ -51,6 +58,7 @@ def create_app(
     rate_limit: RateLimit | None = None,
     log: Log | None = None,
     ingest_limits: IngestLimits | None = None,
+    models: ModelRegistry | None = None,
 ) -> FastAPI:
     """The service: ``registry``'s routes (if given), ``features`` (online stores by view
     name) under ``/v1/features``, ``views`` under ``/v1/views``.
@@ -68,7 +76,14 @@ def create_app(
 
     With ``log``, ``POST /v1/topics/{topic}/events`` appends to it
     (:mod:`eventml.api.ingest`, within ``ingest_limits``, validated against ``registry``'s
-    schemas); it needs ``keys``: without them it refuses every request.
+    schemas); it needs ``keys``: without them it refuses every request. The log's topics,
+    consumer lag and dead letters are read (and dead letters replayed) under
+    ``/v1/topics`` (:mod:`eventml.api.topics`, :mod:`eventml.api.dlq`).
+
+    With ``models`` (a :class:`~eventml.ml.ModelRegistry`; reads never create it), its
+    models are served under ``/v1/models`` (:mod:`eventml.api.models`), alias changes
+    announced on ``log``. Replaying dead letters and moving aliases need ``keys`` (an admin's):
+    without them those routes refuse every request.
     """
     from importlib.metadata import PackageNotFoundError, version
 
@@ -98,8 +113,9 @@ def create_app(
         dependencies=[] if authorizer is None else [Depends(authorizer.guard)],
         title=title,
         version=app_version,
-        description="eventml: the schema registry (Confluent's REST API), online features "
-                    "and read models.",
+        description="eventml: the schema registry (Confluent's REST API, at the root and "
+                    f"under {SCHEMAS_PREFIX}), online features, read models, ingest, topics, "
+                    "consumer lag, dead letters and the model registry.",
         default_response_class=JSONResponse,
         lifespan=lifespan,
     )
@@ -110,10 +126,15 @@ def create_app(
         app.include_router(ingest_router(
             log, authorize=None if authorizer is None else authorizer.produce,
             limits=ingest_limits or IngestLimits(), registry=registry))
+        app.include_router(topics_router(log))
+        app.include_router(DeadLettersRouter(log, writable=authorizer is not None).router)
+    if models is not None:
+        app.include_router(models_router(models, log, writable=authorizer is not None))
     if registry is not None:
         from eventml.schema.api import router as registry_router
 
-        app.include_router(registry_router(registry))
+        app.include_router(registry_router(registry, prefix=SCHEMAS_PREFIX))
+        app.include_router(registry_router(registry))  # Confluent's paths, at the root
     app.state.refresher, app.state.views = refresher, served_views
 
     metrics = ServiceMetrics()
@@ -142,8 +163,9 @@ def create_app(
     registry_paths = registry is not None
 
     def media(request: Request) -> type[Response]:
-        """The registry's media type off ``/v1`` when it is served, else plain JSON."""
-        if registry_paths and not request.url.path.startswith("/v1"):
+        """The registry's media type on its paths when it is served, else plain JSON."""
+        path = request.url.path
+        if registry_paths and (not path.startswith("/v1") or path.startswith(SCHEMAS_PREFIX)):
             from eventml.schema.api import RegistryJSONResponse
 
             return RegistryJSONResponse

@@ -43,18 +43,13 @@ _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="eventml"'}
 PUBLIC_PATHS = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/healthz",
                           "/readyz"})
 
+SCHEMAS_PREFIX = "/v1/schemas"
+"""Where the schema registry's routes are mounted as well as at Confluent's root paths."""
+
 # (method, route template) -> (operation, path parameter naming the resource; None: "*")
 # "any": any valid key. Writes to the schema registry's global settings and deletes are admin.
 Policy = tuple[str, str | None]
-ROUTE_POLICY: dict[tuple[str, str], Policy] = {
-    ("POST", "/v1/topics/{topic}/events"): ("produce", "topic"),
-    ("GET", "/metrics"): ("read", None),  # names topics and views: read:* (a scraper's key)
-    ("GET", "/v1/features"): ("read", None),
-    ("GET", "/v1/features/{view}"): ("read", "view"),
-    ("GET", "/v1/views"): ("read", None),
-    ("GET", "/v1/views/{view}"): ("read", "view"),
-    ("GET", "/v1/views/{view}/rows/{key}"): ("read", "view"),
-    ("GET", "/v1/views/{view}/status"): ("read", "view"),
+REGISTRY_POLICY: dict[tuple[str, str], Policy] = {
     ("GET", "/"): ("any", None),
     ("GET", "/subjects"): ("read", None),
     ("POST", "/subjects/{subject}"): ("read", "subject"),
@@ -75,6 +70,27 @@ ROUTE_POLICY: dict[tuple[str, str], Policy] = {
     ("GET", "/config/{subject}"): ("read", "subject"),
     ("GET", "/mode"): ("any", None),
     ("GET", "/mode/{subject}"): ("read", "subject"),
+}
+ROUTE_POLICY: dict[tuple[str, str], Policy] = {
+    ("POST", "/v1/topics/{topic}/events"): ("produce", "topic"),
+    ("GET", "/metrics"): ("read", None),  # names topics and views: read:* (a scraper's key)
+    ("GET", "/v1/features"): ("read", None),
+    ("GET", "/v1/features/{view}"): ("read", "view"),
+    ("GET", "/v1/views"): ("read", None),
+    ("GET", "/v1/views/{view}"): ("read", "view"),
+    ("GET", "/v1/views/{view}/rows/{key}"): ("read", "view"),
+    ("GET", "/v1/views/{view}/status"): ("read", "view"),
+    ("GET", "/v1/topics"): ("read", None),
+    ("GET", "/v1/topics/{topic}"): ("read", "topic"),
+    ("GET", "/v1/topics/{topic}/lag"): ("read", "topic"),
+    ("GET", "/v1/topics/{topic}/dlq"): ("dlq", "topic"),
+    # replaying dead letters, like moving a model's alias, is an admin's: no policy
+    ("GET", "/v1/models"): ("read", None),
+    ("GET", "/v1/models/{name}"): ("read", "name"),
+    ("GET", "/v1/models/{name}/versions/{version}"): ("read", "name"),
+    **REGISTRY_POLICY,
+    # the root "/" is the registry's "is it up?": under the prefix it is "/v1/schemas/"
+    **{(method, SCHEMAS_PREFIX + path): policy for (method, path), policy in REGISTRY_POLICY.items()},
 }
 
 

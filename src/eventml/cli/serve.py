@@ -1,5 +1,7 @@
 """`eventml serve`: the HTTP service on the log: the schema registry (Confluent's REST API),
-and, when asked, an app's online features and read models under ``/v1``.
+topics, consumer lag, dead letters and the model registry (``--models``, default
+``<data dir>/models``) under ``/v1``, and, when asked, an app's online features and read
+models.
 
 ``--app module:app`` serves the feature views the app materializes
 (:func:`eventml.features.materialize`), read from their online topics;
@@ -20,6 +22,8 @@ import typer
 
 from eventml.cli._common import connect, fail
 from eventml.log.registry import DEFAULT_URL, ENV_VAR
+from eventml.ml.registry import ENV_VAR as MODELS_ENV_VAR
+from eventml.ml.registry import ModelRegistry, default_registry_path
 from eventml.schema.errors import SchemaError
 from eventml.schema.registry import SchemaRegistry
 
@@ -184,6 +188,12 @@ def serve(
         typer.Option("--rate-limit", min=0.001, show_default=False,
                      help="With --auth: requests a second per key (bursts of twice that); 429 above."),
     ] = None,
+    models: Annotated[
+        str | None,
+        typer.Option("--models", envvar=MODELS_ENV_VAR, show_default=False,
+                     help="The model registry served under /v1/models (default: <data dir>/models, "
+                          f"or ${MODELS_ENV_VAR}; never created by the server)."),
+    ] = None,
 ) -> None:
     """Serve the schema registry (Confluent-compatible REST API) kept in the log's _schemas
     topic; with --app, the app's online features; with --views, read models."""
@@ -214,6 +224,10 @@ def serve(
                  "'eventml keys create NAME --scope read:*'")
     elif rate_limit is not None or keys is not None:
         fail("--rate-limit and --keys apply to --auth: add --auth")
+    model_registry = ModelRegistry(models or default_registry_path(url_of_log))
+    if models is not None and not model_registry.exists:
+        fail(f"--models {models}: no model registry there (the first 'eventml models register "
+             "--registry DIR' creates one)")
     sock = _listen(host, port)
     with sock, connect(url_of_log) as log:
         try:
@@ -243,11 +257,15 @@ def serve(
         else:
             limit = None
             typer.echo("eventml: no authentication (--no-auth): anyone who reaches "
-                       f"{host}:{sock.getsockname()[1]} may read and register schemas; "
-                       "ingest into topics needs --auth")
+                       f"{host}:{sock.getsockname()[1]} may read and register schemas and read "
+                       "topics, dead letters and models; ingest, dead-letter replays and alias "
+                       "changes need --auth")
+        there = "" if model_registry.exists else ", none yet: 'eventml models register' creates it"
+        typer.echo(f"eventml: topics, lag and dead letters at {url}/v1/topics, models at "
+                   f"{url}/v1/models (registry {model_registry.root}{there})")
         config = uvicorn.Config(
             create_app(registry=registry, features=features, views=served, freeze_gc=True,
-                       keys=key_store, rate_limit=limit, log=log),
+                       keys=key_store, rate_limit=limit, log=log, models=model_registry),
             log_level=level, log_config=_log_config(level), server_header=False,
         )
         uvicorn.Server(config).run(sockets=[sock])
