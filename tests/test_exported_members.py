@@ -56,8 +56,10 @@ PUBLIC = {
         "ScopeError", "default_path", "is_resource_name", "parse_scope",
     ],
     "eventml.api": [
-        "ApiError", "Authorizer", "RateLimit", "FeatureRefresher", "IngestLimits", "ingest_router", "ServedView", "ViewsRouter", "create_app",
-        "features_router", "online_stores", "sqlite_view", "stored_view",
+        "ApiError", "AsyncConfig", "Authorizer", "DeadLettersRouter", "FeatureRefresher",
+        "IngestLimits", "ModelCache", "PredictLimits", "RateLimit", "ServedView", "ViewsRouter",
+        "create_app", "features_router", "ingest_router", "models_router", "online_stores",
+        "predict_router", "sqlite_view", "stored_view", "topics_router", "worker_app",
     ],
     "eventml.schema.api": [
         "ACCEPTED_CONTENT_TYPES", "CONTENT_TYPE", "MAX_BODY_BYTES", "RegistryJSONResponse",

@@ -52,6 +52,7 @@ EVENTS = orjson.dumps([{"order": 1, "amount": 9.5}, {"order": 2, "amount": 3.0}]
 TOPICS = ("orders", "orders-internal", "ORDERS")
 REPLAY = orjson.dumps({"ids": ["0:0"]})
 ALIAS = orjson.dumps({"version": 1, "reason": "matrix"})
+FEATURES = orjson.dumps({"features": {"amount": 5.0}})
 
 CALLS = [
     Call("POST", "/v1/topics/{topic}/events", "/v1/topics/orders/events", "produce:orders", EVENTS),
@@ -72,6 +73,11 @@ CALLS = [
     Call("GET", "/v1/models/{name}/versions/{version}", "/v1/models/fraud/versions/1", "read:fraud"),
     Call("PUT", "/v1/models/{name}/aliases/{alias}", "/v1/models/fraud/aliases/champion", "admin",
          ALIAS),
+    Call("POST", "/v1/predict/{model}", "/v1/predict/fraud", "read:fraud", FEATURES),
+    Call("POST", "/v1/predict/{model}/async", "/v1/predict/fraud/1/async", "read:fraud", FEATURES),
+    Call("GET", "/v1/predict/{model}/stats", "/v1/predict/fraud/stats", "read:fraud"),
+    Call("GET", "/v1/results/{request_id}", "/v1/results/req-1", "read:fraud"),
+    Call("GET", "/v1/results/stream", "/v1/results/stream?until_s=0.05", "read:*"),
     Call("GET", "/", "/", ANY),
     Call("GET", "/subjects", "/subjects", "read:*"),
     Call("POST", "/subjects/{subject}", "/subjects/s", "read:s", BODY),
@@ -160,6 +166,9 @@ def client(served: Served, keys: Keys, tmp_path: Path) -> Iterator[TestClient]:
             assert r.status_code == 200, r.text
         for setting, body in (("config", COMPAT), ("mode", MODE)):  # so their DELETEs find one
             assert c.put(f"/{setting}/t", content=body, headers=_h(keys.admin)).status_code == 200
+        r = c.post("/v1/predict/fraud/async", content=FEATURES,  # so GET /v1/results/req-1 finds it
+                   headers={**_h(keys.admin), "content-type": "application/json", "idempotency-key": "req-1"})
+        assert r.status_code == 202, r.text
         yield c
 
 

@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from eventml.api import auth
+from eventml.api import create_app
 from eventml.api._results import BadInput, Pending, ResultStore, address_refusal, parse_callback
 from eventml.api.errors import JSONResponse
 from eventml.api.predict import (
@@ -243,27 +243,12 @@ def test_stats_report_p50_and_p99_per_version(registry: ModelRegistry) -> None:
     assert empty == {"model": "plain", "versions": {}}
 
 
-# the rows these routes need in eventml.api.auth.ROUTE_POLICY (set here until app.py mounts them)
-POLICY = {
-    ("POST", "/v1/predict/{model}"): ("any", None),  # the handler checks read on the NAME
-    ("POST", "/v1/predict/{model}/async"): ("any", None),
-    ("GET", "/v1/predict/{model}/stats"): ("any", None),
-    ("GET", "/v1/results/{request_id}"): ("any", None),  # the handler checks read on its model
-    ("GET", "/v1/results/stream"): ("read", None),  # every model's results: read:*
-}
-
-
-def test_a_real_key_reads_the_models_name_whatever_the_reference(registry: ModelRegistry, tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    from fastapi import Depends
-
-    for route, policy in POLICY.items():
-        monkeypatch.setitem(auth.ROUTE_POLICY, route, policy)
+def test_a_real_key_reads_the_models_name_whatever_the_reference(registry: ModelRegistry,
+                                                                  tmp_path: Path) -> None:
+    """Mounted by create_app with keys: the app's policy table and the handlers' checks."""
     keys = KeyStore(tmp_path / "keys.sqlite")
-    authorizer = auth.Authorizer(keys)
-    app = FastAPI(dependencies=[Depends(authorizer.guard)], default_response_class=JSONResponse)
-    app.include_router(predict_router(registry, authorize=authorizer.produce, log=open_log("memory://"),
-                                      run_worker=True))
+    app = create_app(keys=keys, log=open_log(f"memory://k{uuid.uuid4().hex[:8]}"), models=registry,
+                     predict_worker=True)
     good = {"authorization": f"Bearer {keys.create('g', ['read:fraud'])[0]}"}
     near = {"authorization": f"Bearer {keys.create('w', ['read:secret', 'read:FRAUD', 'produce:fraud'])[0]}"}
     body = {"features": {"amount": 1.0, "count": 2}}

@@ -35,6 +35,7 @@ from eventml.api.errors import (
 from eventml.api.features import REFRESH_INTERVAL_S, FeatureRefresher, features_router
 from eventml.api.ingest import IngestLimits, ingest_router
 from eventml.api.models import models_router
+from eventml.api.predict import AsyncConfig, predict_router
 from eventml.api.topics import topics_router
 from eventml.api.views import ServedView, ViewsRouter
 from eventml.features.online import FeatureTopics, OnlineStore
@@ -59,6 +60,8 @@ def create_app(
     log: Log | None = None,
     ingest_limits: IngestLimits | None = None,
     models: ModelRegistry | None = None,
+    predict: AsyncConfig | None = None,
+    predict_worker: bool = False,
 ) -> FastAPI:
     """The service: ``registry``'s routes (if given), ``features`` (online stores by view
     name) under ``/v1/features``, ``views`` under ``/v1/views``.
@@ -83,7 +86,12 @@ def create_app(
     With ``models`` (a :class:`~eventml.ml.ModelRegistry`; reads never create it), its
     models are served under ``/v1/models`` (:mod:`eventml.api.models`), alias changes
     announced on ``log``. Replaying dead letters and moving aliases need ``keys`` (an admin's):
-    without them those routes refuse every request.
+    without them those routes refuse every request. Its models also score under
+    ``/v1/predict/{model}`` (:mod:`eventml.api.predict`); with ``log`` too, asynchronously
+    (``/v1/predict/{model}/async``, results at ``/v1/results``) through the topics of
+    ``predict`` (default :class:`~eventml.api.predict.AsyncConfig`), scored by a worker thread
+    of this process when ``predict_worker``, else by ``eventml run`` of
+    :func:`~eventml.api.predict.worker_app`.
     """
     from importlib.metadata import PackageNotFoundError, version
 
@@ -115,7 +123,7 @@ def create_app(
         version=app_version,
         description="eventml: the schema registry (Confluent's REST API, at the root and "
                     f"under {SCHEMAS_PREFIX}), online features, read models, ingest, topics, "
-                    "consumer lag, dead letters and the model registry.",
+                    "consumer lag, dead letters, the model registry and predictions.",
         default_response_class=JSONResponse,
         lifespan=lifespan,
     )
@@ -124,12 +132,15 @@ def create_app(
     app.include_router(served_views.router)
     if log is not None:
         app.include_router(ingest_router(
-            log, authorize=None if authorizer is None else authorizer.produce,
+            log, authorize=None if authorizer is None else authorizer.check,
             limits=ingest_limits or IngestLimits(), registry=registry))
         app.include_router(topics_router(log))
         app.include_router(DeadLettersRouter(log, writable=authorizer is not None).router)
     if models is not None:
         app.include_router(models_router(models, log, writable=authorizer is not None))
+        app.include_router(predict_router(
+            models, authorize=None if authorizer is None else authorizer.check, log=log,
+            config=predict or AsyncConfig(), run_worker=predict_worker))
     if registry is not None:
         from eventml.schema.api import router as registry_router
 

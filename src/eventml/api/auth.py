@@ -88,6 +88,12 @@ ROUTE_POLICY: dict[tuple[str, str], Policy] = {
     ("GET", "/v1/models"): ("read", None),
     ("GET", "/v1/models/{name}"): ("read", "name"),
     ("GET", "/v1/models/{name}/versions/{version}"): ("read", "name"),
+    # NAME@ALIAS and NAME/VERSION are not resource names: the handlers check read on NAME
+    ("POST", "/v1/predict/{model}"): ("any", None),
+    ("POST", "/v1/predict/{model}/async"): ("any", None),
+    ("GET", "/v1/predict/{model}/stats"): ("any", None),
+    ("GET", "/v1/results/{request_id}"): ("any", None),  # read on the request's model, in the handler
+    ("GET", "/v1/results/stream"): ("read", None),  # every model's results
     **REGISTRY_POLICY,
     # the root "/" is the registry's "is it up?": under the prefix it is "/v1/schemas/"
     **{(method, SCHEMAS_PREFIX + path): policy for (method, path), policy in REGISTRY_POLICY.items()},
@@ -190,6 +196,7 @@ class Authorizer:
         resource = None if param is None else str(request.path_params.get(param, ""))
         self.authorize(request, operation, resource)
 
-    async def produce(self, request: Request, operation: str, topic: str) -> ApiKey:
-        """The ``authorize`` the ingest router calls."""
-        return self.authorize(request, operation, topic)
+    async def check(self, request: Request, operation: str, resource: str) -> ApiKey:
+        """:meth:`authorize` as the routers call it (awaited), for checks a route's policy
+        cannot make (the resource is known only once the body or reference is parsed)."""
+        return self.authorize(request, operation, resource)

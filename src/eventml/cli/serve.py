@@ -194,6 +194,11 @@ def serve(
                      help="The model registry served under /v1/models (default: <data dir>/models, "
                           f"or ${MODELS_ENV_VAR}; never created by the server)."),
     ] = None,
+    predict_worker: Annotated[
+        bool, typer.Option("--predict-worker/--no-predict-worker",
+                           help="Score /v1/predict/MODEL/async requests in this process (else "
+                                "'eventml run' an app made by eventml.api.predict.worker_app).")
+    ] = True,
 ) -> None:
     """Serve the schema registry (Confluent-compatible REST API) kept in the log's _schemas
     topic; with --app, the app's online features; with --views, read models."""
@@ -263,9 +268,13 @@ def serve(
         there = "" if model_registry.exists else ", none yet: 'eventml models register' creates it"
         typer.echo(f"eventml: topics, lag and dead letters at {url}/v1/topics, models at "
                    f"{url}/v1/models (registry {model_registry.root}{there})")
+        scored = "scored here" if predict_worker else "scored by a worker_app under 'eventml run'"
+        typer.echo(f"eventml: predictions at {url}/v1/predict/MODEL (sync) and "
+                   f"{url}/v1/predict/MODEL/async ({scored}; results at {url}/v1/results/ID)")
         config = uvicorn.Config(
             create_app(registry=registry, features=features, views=served, freeze_gc=True,
-                       keys=key_store, rate_limit=limit, log=log, models=model_registry),
+                       keys=key_store, rate_limit=limit, log=log, models=model_registry,
+                       predict_worker=predict_worker),
             log_level=level, log_config=_log_config(level), server_header=False,
         )
         uvicorn.Server(config).run(sockets=[sock])
