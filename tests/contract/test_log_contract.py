@@ -143,6 +143,21 @@ def test_commit_then_new_member_resumes_from_committed(backend: Backend) -> None
     second.close()
 
 
+def test_committed_offsets_are_read_without_joining_the_group(backend: Backend) -> None:
+    name = backend.topic(partitions=2)
+    backend.log.append(name, [Message(b"x", partition=p) for p in (0, 1) for _ in range(5)])
+    tps = [TopicPartition(name, 0), TopicPartition(name, 1)]
+    member = backend.consumer(name, "watched")
+    wait_assigned(member, 2)
+    member.commit({tps[0]: 3})
+    for _ in range(3):  # asking again and again moves nothing
+        assert backend.log.committed_offsets("watched", tps) == {tps[0]: 3, tps[1]: None}
+    assert member.assignment() == set(tps)  # the member still holds both partitions
+    assert backend.log.committed_offsets("never-committed", tps) == {tps[0]: None, tps[1]: None}
+    assert backend.log.committed_offsets("watched", []) == {}
+    member.close()
+
+
 def test_lag_is_end_minus_committed(backend: Backend) -> None:
     name = backend.topic()
     backend.log.append(name, [Message(b"x") for _ in range(10)])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -103,6 +103,10 @@ class ProxyLog(Log):
         listener: RebalanceListener | None = None,
     ) -> Consumer:
         return self.inner.consumer(group, topics, config=config, listener=listener)
+
+    def committed_offsets(self, group: str, partitions: Iterable[TopicPartition]
+                          ) -> dict[TopicPartition, int | None]:
+        return self.inner.committed_offsets(group, partitions)
 
     def transactional_producer(self, transactional_id: str) -> TransactionalProducer:
         return self.inner.transactional_producer(transactional_id)

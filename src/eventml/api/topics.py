@@ -94,37 +94,10 @@ def on_log(topic: str, read: Callable[[], T]) -> T:
 
 
 def committed_offsets(log: Log, group: str, partitions: Sequence[TopicPartition],
-                      *, timeout_s: float = 10.0) -> dict[TopicPartition, int | None]:
+                      ) -> dict[TopicPartition, int | None]:
     """``group``'s committed offsets on ``partitions`` (``None``: nothing committed there),
-    read without joining the group: the memory and embedded logs keep them themselves;
-    on Kafka a client of the group that never subscribes asks the group coordinator."""
-    if not partitions:
-        return {}
-    local = getattr(log, "committed_offsets", None)
-    if callable(local):  # MemoryLog, EmbeddedLog
-        found: dict[TopicPartition, int | None] = local(group, list(partitions))
-        return {tp: found.get(tp) for tp in partitions}
-    bootstrap = getattr(log, "bootstrap", None)
-    if bootstrap is None:
-        raise LogError(f"cannot read consumer group offsets from {type(log).__name__}")
-    from confluent_kafka import Consumer, KafkaException
-    from confluent_kafka import TopicPartition as KafkaPartition
-
-    from eventml.log.kafka import config as kafka_config
-
-    conf = kafka_config.common(bootstrap, getattr(log, "options", {}))
-    conf.update({"group.id": group, "enable.auto.commit": "false",
-                 "isolation.level": "read_committed"})
-    client = Consumer(conf, **kafka_config.client_kwargs())
-    try:
-        result = client.committed([KafkaPartition(tp.topic, tp.partition) for tp in partitions],
-                                  timeout=timeout_s)
-    except KafkaException as e:
-        raise LogError(f"could not read the offsets of group {group!r}: {e}") from None
-    finally:
-        client.close()
-    offsets = {TopicPartition(r.topic, r.partition): r.offset for r in result}
-    return {tp: (o if (o := offsets.get(tp, -1)) >= 0 else None) for tp in partitions}
+    read without joining the group (:meth:`eventml.log.Log.committed_offsets`)."""
+    return log.committed_offsets(group, partitions) if partitions else {}
 
 
 def describe(log: Log, topic: str) -> dict[str, Any]:

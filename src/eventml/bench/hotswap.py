@@ -398,33 +398,13 @@ class _Committed:
         self.log, self.group = log, group
         self.tps = [TopicPartition(topic, p) for p in range(partitions)]
         self.starts = log.start_offsets(topic)
-        self._rd: Any = None
-        parsed = parse_broker_url(url)
-        if parsed.scheme == "kafka":
-            from confluent_kafka import Consumer
-
-            from eventml.log.kafka import config as kcfg
-
-            conf = kcfg.common(parsed.location, dict(parsed.options))
-            conf.update({"group.id": group, "enable.auto.commit": "false"})
-            self._rd = Consumer(conf)
 
     def total(self) -> int:
-        if self._rd is None:
-            local: Any = self.log  # memory and embedded logs keep groups in the log
-            found = local.committed_offsets(self.group, self.tps)
-            offsets = {tp.partition: o for tp, o in found.items()}
-        else:
-            from confluent_kafka import TopicPartition as RdTp
-
-            got = self._rd.committed([RdTp(tp.topic, tp.partition) for tp in self.tps], timeout=30)
-            offsets = {tp.partition: (tp.offset if tp.offset >= 0 else None) for tp in got}
-        return sum(o - self.starts.get(p, 0) for p, o in offsets.items() if o is not None)
+        found = self.log.committed_offsets(self.group, self.tps)
+        return sum(o - self.starts.get(tp.partition, 0) for tp, o in found.items() if o is not None)
 
     def close(self) -> None:
-        if self._rd is not None:
-            self._rd.close()
-            self._rd = None
+        """Nothing to release: the log keeps its offset reader."""
 
 
 def render_hotswap_table(result: Mapping[str, Any], console: Console) -> None:

@@ -312,6 +312,15 @@ class Log(ABC):
     ) -> Consumer:
         """Join ``group`` subscribed to ``topics``; partitions are assigned on ``poll``."""
 
+    @abstractmethod
+    def committed_offsets(
+        self, group: str, partitions: Iterable[TopicPartition]
+    ) -> dict[TopicPartition, int | None]:
+        """``group``'s committed offsets on ``partitions`` (``None``: nothing committed
+        there), read without joining the group: asking never moves a partition between its
+        members (lag pages, dashboards, chaos checkers). Offsets committed in a transaction
+        count once it commits."""
+
     def transactional_producer(self, transactional_id: str) -> TransactionalProducer:
         """A producer whose appends and offset commits are atomic (exactly-once)."""
         raise LogError(f"{type(self).__name__} does not support transactions")

@@ -46,7 +46,7 @@ from typing import Any, Literal
 
 import orjson
 
-from eventml.log import ConsumerConfig, Log, Message, TopicPartition, TopicSpec, open_log
+from eventml.log import ConsumerConfig, Log, LogError, Message, TopicPartition, TopicSpec, open_log
 from eventml.testing.checkers import check_delivery, check_sequences
 
 Guarantee = Literal["exactly_once", "at_least_once"]
@@ -305,33 +305,14 @@ class _GroupOffsets:
 
     def __init__(self, log: Log, group: str) -> None:
         self.log, self.group = log, group
-        self._kafka: Any = None
-        if hasattr(log, "committed_offsets"):  # embedded
-            return
-        if hasattr(log, "bootstrap"):  # Kafka: a consumer of the group that never subscribes
-            from confluent_kafka import Consumer
-
-            conf: dict[str, Any] = {"bootstrap.servers": log.bootstrap, "group.id": group,
-                                    "enable.auto.commit": False, "log_level": 3}
-            conf.update(getattr(log, "options", {}))
-            self._kafka = Consumer(conf)
-            return
-        raise TypeError(f"chaos runs need the embedded log or Kafka, not {type(log).__name__}")
 
     def get(self, topic: str, partitions: int) -> dict[int, int | None]:
         tps = [TopicPartition(topic, p) for p in range(partitions)]
-        if self._kafka is None:
-            found: dict[TopicPartition, int | None] = self.log.committed_offsets(  # type: ignore[attr-defined]
-                self.group, tps)
-            return {tp.partition: found.get(tp) for tp in tps}
-        from confluent_kafka import KafkaException
-        from confluent_kafka import TopicPartition as RdTp
-
-        try:  # read_committed: waits while a transaction holds offsets of the group
-            result = self._kafka.committed([RdTp(topic, p) for p in range(partitions)], timeout=30)
-        except KafkaException:
-            return {p: None for p in range(partitions)}  # unknown for now: ask again later
-        return {r.partition: (r.offset if r.offset >= 0 else None) for r in result}
+        try:
+            found = self.log.committed_offsets(self.group, tps)
+        except LogError:  # e.g. Kafka's coordinator busy: unknown for now, ask again later
+            return {p: None for p in range(partitions)}
+        return {tp.partition: found.get(tp) for tp in tps}
 
     def caught_up(self, topic: str, partitions: int) -> bool:
         ends = self.log.end_offsets(topic)
@@ -339,8 +320,7 @@ class _GroupOffsets:
         return all((committed.get(p) or 0) >= end for p, end in ends.items() if end > 0)
 
     def close(self) -> None:
-        if self._kafka is not None:
-            self._kafka.close()
+        """Nothing to release: each read is its own (the log's)."""
 
 
 def _output_total(log: Log, topic: str) -> int:

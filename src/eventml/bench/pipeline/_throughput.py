@@ -261,25 +261,10 @@ class _CommittedOffsets:
         topic = topic or bench.input_topic
         self.tps = [TopicPartition(topic, p) for p in range(bench.partitions)]
         self.starts = bench.log.start_offsets(topic)
-        self._rd: Any = None
-        if not bench.local:
-            from confluent_kafka import Consumer as RdConsumer
-
-            from eventml.log.kafka import config as kcfg
-
-            conf = kcfg.common(bench.parsed.location, dict(bench.parsed.options))
-            conf.update({"group.id": group, "enable.auto.commit": "false"})
-            self._rd = RdConsumer(conf)
 
     def offsets(self) -> dict[int, int | None]:
-        if self._rd is None:
-            log: Any = self.bench.log  # MemoryLog, EmbeddedLog: the groups live in the log
-            committed = log.committed_offsets(self.group, self.tps)
-            return {tp.partition: offset for tp, offset in committed.items()}
-        from confluent_kafka import TopicPartition as RdTp
-
-        found = self._rd.committed([RdTp(tp.topic, tp.partition) for tp in self.tps], timeout=30)
-        return {tp.partition: (tp.offset if tp.offset >= 0 else None) for tp in found}
+        committed = self.bench.log.committed_offsets(self.group, self.tps)
+        return {tp.partition: offset for tp, offset in committed.items()}
 
     def total(self) -> int:
         """Records committed so far (over every partition)."""
@@ -290,9 +275,7 @@ class _CommittedOffsets:
         )
 
     def close(self) -> None:
-        if self._rd is not None:
-            self._rd.close()
-            self._rd = None
+        """Nothing to release: the log keeps its offset reader."""
 
 
 def _check_committed(bench: _Bench, group: str) -> None:

@@ -7,12 +7,13 @@ import itertools
 import threading
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 from confluent_kafka import Consumer as _RdConsumer
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka import Message as _RdMessage
+from confluent_kafka import TopicPartition as _RdPartition
 from confluent_kafka.cimpl import murmur2 as _murmur2
 
 from eventml.log.base import (
@@ -25,6 +26,7 @@ from eventml.log.base import (
     RebalanceListener,
     RecordMetadata,
     TopicDescription,
+    TopicPartition,
     TopicSpec,
     UnknownTopic,
 )
@@ -92,6 +94,8 @@ class KafkaLog(Log):
         except KafkaException as exc:
             raise cfg.bad_setting(exc, self.url) from None
         self._meta_lock = threading.Lock()  # one look-up at a time on the shared handle
+        self._offset_readers: dict[str, _RdConsumer] = {}  # committed_offsets, by group
+        self._offset_readers_lock = threading.Lock()
         self._partitions: dict[str, tuple[int, float]] = {}  # topic -> (count, read at)
         self._round_robin: dict[str, itertools.count[int]] = {}
         self._consumers: weakref.WeakSet[KafkaConsumer] = weakref.WeakSet()
@@ -282,6 +286,30 @@ class KafkaLog(Log):
         return dict(sorted(found.items()))
 
     # -- groups -------------------------------------------------------------
+    def committed_offsets(
+        self, group: str, partitions: Iterable[TopicPartition]
+    ) -> dict[TopicPartition, int | None]:
+        """A client of ``group`` that never subscribes asks the group coordinator
+        (read_committed: it waits while a transaction holds the group's offsets)."""
+        self._check_open()
+        wanted = list(partitions)
+        if not wanted:
+            return {}
+        with self._offset_readers_lock:  # one client per group, kept: readers poll often
+            client = self._offset_readers.get(group)
+            if client is None:
+                conf = cfg.common(self.bootstrap, self.options)
+                conf.update({"group.id": group, "enable.auto.commit": "false",
+                             "isolation.level": "read_committed"})
+                client = self._offset_readers[group] = _RdConsumer(conf, **cfg.client_kwargs())
+            try:
+                result = client.committed([_RdPartition(tp.topic, tp.partition) for tp in wanted],
+                                          timeout=self.request_timeout_s)
+            except KafkaException as e:
+                raise LogError(f"could not read the offsets of group {group!r}: {e}") from None
+        found = {TopicPartition(r.topic, r.partition): r.offset for r in result}
+        return {tp: (o if (o := found.get(tp, -1)) >= 0 else None) for tp in wanted}
+
     def consumer(
         self,
         group: str,
@@ -336,6 +364,10 @@ class KafkaLog(Log):
                 c.close()
         with self._append_lock:
             self._producer.flush(self.request_timeout_s)
+        with self._offset_readers_lock:
+            for reader in self._offset_readers.values():
+                reader.close()
+            self._offset_readers.clear()
         self._meta.close()
 
     def _check_open(self) -> None:
