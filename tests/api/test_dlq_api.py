@@ -14,9 +14,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from eventml.api import create_app
-from eventml.api.dlq import DeadLettersRouter, ledger_topic, replay_dead_letters
+from eventml.api.dlq import DeadLettersRouter
 from eventml.deadletter import REPLAY_GROUP, REPLAY_OF, dead_letter_message, replay
 from eventml.deadletter.replay import read_records
+from eventml.deadletter.selective import ledger_topic, replay_dead_letters
 from eventml.log import ConsumerConfig, Log, Message, Record, TopicSpec
 from eventml.testing import MemoryLog
 
@@ -208,6 +209,22 @@ def test_replay_by_id_then_all_appends_each_dead_letter_once(dlq: Dlq) -> None:
     # the records of replays by id were removed once the offsets covered them
     latest = {rec.key: rec.value for rec in records_of(log, ledger_topic(dlq.dlq))}
     assert latest == {b"0:1": None, b"1:0": None}
+
+
+def test_the_cli_replay_after_a_replay_by_id_skips_what_was_replayed(dlq: Dlq) -> None:
+    """``eventml dlq replay`` (deadletter.replay) reads the ledger of replays by id."""
+    log, topic = dlq.log, dlq.topic
+    with _client(log) as c:
+        r = c.post(f"/v1/topics/{topic}/dlq/replay", json={"ids": ["0:1", "1:0"]})
+        assert r.json()["total"] == 2
+    result = replay(log, dlq.dlq)
+    assert (result.total, result.already_replayed, result.skipped) == (3, 2, 1)
+    assert _replay_marks(log, topic) == Counter({f"{dlq.dlq}:{i}": 1 for i in dlq.originals})
+    assert len(records_of(log, topic)) == 5
+    latest = {rec.key: rec.value for rec in records_of(log, ledger_topic(dlq.dlq))}
+    assert latest == {b"0:1": None, b"1:0": None}  # tombstoned with the offsets that cover them
+    again = replay(log, dlq.dlq)
+    assert (again.total, again.already_replayed) == (0, 0)
 
 
 def test_replay_all_is_bounded_per_request_and_resumes() -> None:

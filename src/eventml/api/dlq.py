@@ -16,7 +16,7 @@ id is ``PARTITION:OFFSET`` there, as ``eventml dlq list`` prints it.
   source topic (``eventml.dlq.source.topic``, else the topic) with the header
   ``eventml.replay.of``, as ``eventml dlq replay`` does, exactly once.
 
-Exactly once (:mod:`eventml.api._replay`): what ``eventml dlq replay`` replayed (below the
+Exactly once (:mod:`eventml.deadletter.selective`): what ``eventml dlq replay`` replayed (below the
 offsets of its consumer group) and what was replayed by id (recorded in the compacted topic
 ``TOPIC.dlq.replayed`` in the same transaction as the appends) is never appended again:
 asked again, it is answered under ``already_replayed``. ``{"all": true}`` replays at most
@@ -44,20 +44,8 @@ from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from eventml.api._replay import (
-    ID_PATTERN,
-    MAX_REPLAY_ALL,
-    Id,
-    NotDeadLetters,
-    NotFound,
-    ReplayBusy,
-    format_id,
-    ledger_topic,
-    read_ledger,
-    replay_dead_letters,
-)
 from eventml.api.errors import INVALID_REQUEST, ApiError, ApiRoute, JSONResponse
-from eventml.api.ingest import LOG_UNAVAILABLE, UNAUTHENTICATED, read_body
+from eventml.api.ingest import LOG_UNAVAILABLE, TOPIC_NOT_FOUND, UNAUTHENTICATED, read_body
 from eventml.api.topics import (
     COMMON_ERRORS,
     check_topic,
@@ -70,6 +58,18 @@ from eventml.clock import ClockMs, system_clock_ms
 from eventml.deadletter import REPLAY_GROUP, InvalidDeadLetter, parse_dead_letter
 from eventml.deadletter.record import dead_letter_topic
 from eventml.deadletter.replay import read_records
+from eventml.deadletter.selective import (
+    ID_PATTERN,
+    MAX_REPLAY_ALL,
+    Id,
+    NotDeadLetters,
+    NotFound,
+    ReplayBusy,
+    format_id,
+    ledger_topic,
+    read_ledger,
+    replay_dead_letters,
+)
 from eventml.log import Log, Record, TopicPartition, UnknownTopic
 
 DEFAULT_LIMIT = 50
@@ -79,6 +79,7 @@ MAX_BODY_BYTES = 65_536
 
 REPLAY_BUSY = 40971
 NOT_A_DEAD_LETTER = 42271
+DEAD_LETTER_NOT_FOUND = 40471
 
 __all__ = ["MAX_REPLAY_ALL", "DeadLettersRouter", "ledger_topic", "list_dead_letters",
            "replay_dead_letters"]
@@ -256,7 +257,8 @@ class DeadLettersRouter:
         except ReplayBusy as e:
             raise ApiError(409, REPLAY_BUSY, str(e)) from None
         except NotFound as e:
-            raise ApiError(404, e.code, str(e)) from None
+            raise ApiError(404, TOPIC_NOT_FOUND if e.topic_missing else DEAD_LETTER_NOT_FOUND,
+                           str(e)) from None
         except NotDeadLetters as e:
             raise ApiError(422, NOT_A_DEAD_LETTER, str(e)) from None
         finally:
@@ -275,7 +277,8 @@ class DeadLettersRouter:
             limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Dead letters per page.")]
             = DEFAULT_LIMIT,
             after: Annotated[str | None, Query(
-                max_length=40, description="PARTITION:OFFSET: list from after it (the previous "
+                max_length=40, json_schema_extra={"pattern": "^[0-9]{1,9}:[0-9]{1,18}$"},
+                description="PARTITION:OFFSET: list from after it (the previous "
                 "page's next).")] = None,
         ) -> Response:
             """A topic's dead letters (in ``TOPIC.dlq``) by partition and offset, one page."""

@@ -113,6 +113,8 @@ def replay_(
     typer.echo(
         f"replayed {result.total} dead letter{'s' if result.total != 1 else ''} from {dlq}"
         + (f" to {targets}" if targets else f" (group {REPLAY_GROUP} had replayed the rest)")
+        + (f"; {result.already_replayed} had been replayed by id before and were not again"
+           if result.already_replayed else "")
     )
 
 

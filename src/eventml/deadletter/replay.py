@@ -4,7 +4,10 @@
 where it came from, exactly once: it reads the dead-letter topic as the
 consumer group :data:`REPLAY_GROUP` and commits the group's offsets in the same
 transaction as the appends. A second replay finds nothing new; a replay that
-dies midway leaves whole batches done and the rest for the next run.
+dies midway leaves whole batches done and the rest for the next run. Dead letters
+replayed one by one (``POST /v1/topics/{topic}/dlq/replay`` with ids) are recorded in
+the topic's ledger (:mod:`eventml.deadletter.ledger`): a replay skips them and
+tombstones their records in the same transaction.
 """
 
 from __future__ import annotations
@@ -67,11 +70,13 @@ def replay_message(dead: DeadLetter) -> Message:
 
 @dataclass(frozen=True, slots=True)
 class ReplayResult:
-    """What a replay did: dead letters appended per target topic, and records skipped
-    because they carry no provenance (they are not dead letters; still marked done)."""
+    """What a replay did: dead letters appended per target topic, records skipped because
+    they carry no provenance (they are not dead letters; still marked done), and dead
+    letters passed over because a replay by id had already replayed them."""
 
     replayed: Mapping[str, int] = field(default_factory=dict)
     skipped: int = 0
+    already_replayed: int = 0
 
     @property
     def total(self) -> int:
@@ -100,7 +105,11 @@ def replay(
         raise LogError(f"cannot replay {dlq_topic!r} into itself: pick another --to")
     if to is not None:
         log.describe_topic(to)
+    from eventml.deadletter.ledger import format_id, ledger_topic, read_ledger
+
     ends = log.end_offsets(dlq_topic)
+    ledger = read_ledger(log, dlq_topic)
+    already = 0
     producer = log.transactional_producer(f"{group}.{dlq_topic}")
     consumer = log.consumer(group, [dlq_topic], config=ConsumerConfig(auto_offset_reset="earliest"))
     counts: dict[str, int] = {}
@@ -120,8 +129,12 @@ def replay(
             deadline = time.monotonic() + timeout_s
             batch: dict[str, list[Message]] = {}
             offsets: dict[TopicPartition, int] = {}
+            passed: list[Message] = []  # tombstones for ledger records the offsets now cover
             for r in records:
                 offsets[TopicPartition(r.topic, r.partition)] = r.offset + 1
+                if (r.partition, r.offset) in ledger:
+                    passed.append(Message(None, format_id(r.partition, r.offset).encode(), partition=0))
+                    continue
                 try:
                     dead = parse_dead_letter(r)
                 except InvalidDeadLetter:
@@ -139,13 +152,16 @@ def replay(
             with producer.begin(consumer) as txn:
                 for target, messages in batch.items():
                     txn.append(target, messages)
+                if passed:
+                    txn.append(ledger_topic(dlq_topic), passed)
                 txn.commit_offsets(offsets)
+            already += len(passed)
             for target, messages in batch.items():
                 counts[target] = counts.get(target, 0) + len(messages)
     finally:
         consumer.close()
         producer.close()
-    return ReplayResult(replayed=counts, skipped=skipped)
+    return ReplayResult(replayed=counts, skipped=skipped, already_replayed=already)
 
 
 def _reached(consumer: Consumer, topic: str, ends: Mapping[int, int]) -> bool:

@@ -1,4 +1,4 @@
-"""Replaying dead letters by id or all, exactly once (the core of ``POST .../dlq/replay``).
+"""Replaying dead letters by id or all, exactly once (``POST /v1/topics/{topic}/dlq/replay``).
 
 ``eventml dlq replay`` (:func:`eventml.deadletter.replay`) marks what it replayed with the
 committed offsets of the consumer group ``eventml-dlq-replay`` on the dead-letter topic,
@@ -14,14 +14,12 @@ Each replay holds every partition of the dead-letter topic as a member of the gr
 writes under the transactional id ``eventml dlq replay`` uses, so of two replays of one
 topic the later fences the earlier (:class:`ReplayBusy`, nothing of its batch appended).
 
-This belongs beside :func:`eventml.deadletter.replay` (which should learn to skip the
-recorded ids, so that ``eventml dlq replay`` after a replay by id does not repeat them);
-it lives here until then.
+:func:`eventml.deadletter.replay` (``eventml dlq replay``) reads the same ledger
+(:mod:`eventml.deadletter.ledger`): it skips what was replayed by id and tombstones it.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,11 +27,11 @@ from typing import Any
 
 import orjson
 
-from eventml.api.ingest import TOPIC_NOT_FOUND
 from eventml.clock import ClockMs, system_clock_ms
-from eventml.deadletter import REPLAY_GROUP, DeadLetter, InvalidDeadLetter, parse_dead_letter
+from eventml.deadletter.ledger import ID_PATTERN, Id, format_id, ledger_topic, read_ledger
+from eventml.deadletter.parse import DeadLetter, InvalidDeadLetter, parse_dead_letter
 from eventml.deadletter.record import dead_letter_topic
-from eventml.deadletter.replay import read_records, replay_message
+from eventml.deadletter.replay import REPLAY_GROUP, replay_message
 from eventml.log import (
     CommitFailed,
     Consumer,
@@ -49,21 +47,9 @@ from eventml.log import (
 )
 
 MAX_REPLAY_ALL = 10_000
-LEDGER_SUFFIX = ".replayed"
-DEAD_LETTER_NOT_FOUND = 40471
-ID_PATTERN = re.compile(r"([0-9]{1,9}):([0-9]{1,18})")  # ASCII digits only, as the spec's pattern
 
-Id = tuple[int, int]
-"""A dead letter's place in its topic: (partition, offset)."""
-
-
-def format_id(partition: int, offset: int) -> str:
-    return f"{partition}:{offset}"
-
-
-def ledger_topic(dlq: str) -> str:
-    """The compacted topic recording the dead letters of ``dlq`` replayed by id."""
-    return f"{dlq}{LEDGER_SUFFIX}"
+__all__ = ["ID_PATTERN", "MAX_REPLAY_ALL", "Id", "NotDeadLetters", "NotFound", "ReplayBusy",
+           "ReplayOutcome", "format_id", "ledger_topic", "read_ledger", "replay_dead_letters"]
 
 
 def _exists(log: Log, topic: str) -> bool:
@@ -74,36 +60,17 @@ def _exists(log: Log, topic: str) -> bool:
     return True
 
 
-def read_ledger(log: Log, dlq: str) -> dict[Id, dict[str, Any]]:
-    """The dead letters of ``dlq`` recorded as replayed by id (latest record per key wins;
-    a record without a value removes its key)."""
-    ledger = ledger_topic(dlq)
-    if not _exists(log, ledger):
-        return {}
-    out: dict[Id, dict[str, Any]] = {}
-    for r in read_records(log, ledger):
-        m = ID_PATTERN.fullmatch((r.key or b"").decode("ascii", "replace"))
-        if m is None:
-            continue
-        key = (int(m[1]), int(m[2]))
-        if r.value is None:
-            out.pop(key, None)
-            continue
-        try:
-            out[key] = orjson.loads(r.value)
-        except orjson.JSONDecodeError:
-            out[key] = {}  # still recorded as replayed: what matters is the key
-    return out
-
-
 class ReplayBusy(LogError):
     """Another replay of the dead-letter topic holds it or took over."""
 
 
 class NotFound(LogError):
-    def __init__(self, message: str, code: int = DEAD_LETTER_NOT_FOUND) -> None:
+    """No dead letter at an id, or (``topic_missing``) the topic a dead letter came from
+    does not exist."""
+
+    def __init__(self, message: str, *, topic_missing: bool = False) -> None:
         super().__init__(message)
-        self.code = code
+        self.topic_missing = topic_missing
 
 
 class NotDeadLetters(LogError):
@@ -188,7 +155,7 @@ class _Replay:
                 raise NotFound(f"dead letter {format_id(dead.partition, dead.offset)} came from "
                                f"topic {target!r}, which does not exist: neither it nor the dead "
                                "letters after it were replayed (create the topic first)",
-                               TOPIC_NOT_FOUND) from None
+                               topic_missing=True) from None
             self.known_targets.add(target)
         return target
 
@@ -344,7 +311,8 @@ def _listed(what: str, ids: Sequence[Id], shown: int = 5) -> str:
 def replay_dead_letters(log: Log, topic: str, *, ids: Sequence[Id] | None, max_records: int =
                         MAX_REPLAY_ALL, timeout_s: float = 10.0,
                         clock_ms: ClockMs = system_clock_ms) -> dict[str, Any]:
-    """The body of ``POST /v1/topics/{topic}/dlq/replay``: replay ``ids`` (None: all)."""
+    """Replay ``topic``'s dead letters ``ids`` (None: all), as ``POST
+    /v1/topics/{topic}/dlq/replay`` does; its answer's body."""
     log.describe_topic(topic)  # UnknownTopic: 404
     dlq = dead_letter_topic(topic)
     if not _exists(log, dlq):
