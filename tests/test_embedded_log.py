@@ -494,6 +494,51 @@ def test_wait_for_append_wakes_for_this_and_other_processes(tmp_path: Path) -> N
     log.close()
 
 
+def test_a_waiter_on_some_topics_sleeps_through_appends_to_others(tmp_path: Path) -> None:
+    log = EmbeddedLog(tmp_path)
+    for name in ("quiet", "busy"):
+        log.create_topic(TopicSpec(name))
+    log.wait_for_append(0, {"quiet"})  # first call only records where the log stands
+    stop = threading.Event()
+
+    def hammer() -> None:  # another thread's appends, and another connection's commits
+        while not stop.is_set():
+            log.append("busy", [Message(b"x")])
+            time.sleep(0.005)
+
+    busy = threading.Thread(target=hammer)
+    busy.start()
+    try:
+        t0 = time.monotonic()
+        log.wait_for_append(0.5, {"quiet"})
+        assert time.monotonic() - t0 >= 0.45  # not woken by ~100 appends to "busy"
+        timer = threading.Timer(0.1, lambda: log.append("quiet", [Message(b"q")]))
+        timer.start()
+        t0 = time.monotonic()
+        log.wait_for_append(5, {"quiet"})
+        assert time.monotonic() - t0 < 2  # woken by its own topic
+        timer.join()
+        t0 = time.monotonic()
+        log.wait_for_append(5, {"busy"})  # a waiter on "busy" (or on every topic) wakes at once
+        log.wait_for_append(5)
+        assert time.monotonic() - t0 < 1
+    finally:
+        stop.set()
+        busy.join()
+    code = (  # another process's append to the quiet topic is noticed too
+        "import time, sys; from eventml.log.embedded import EmbeddedLog; "
+        "from eventml.log import Message; log = EmbeddedLog(sys.argv[1]); "
+        "time.sleep(0.3); log.append('quiet', [Message(b'y')])"
+    )
+    log.wait_for_append(0, {"quiet"})
+    child = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)])
+    t0 = time.monotonic()
+    log.wait_for_append(10, {"quiet"})
+    assert child.wait(10) == 0 and time.monotonic() - t0 < 5
+    assert log.end_offsets("quiet") == {0: 2}
+    log.close()
+
+
 # -- groups across processes ------------------------------------------------------------------
 
 _WORKER = textwrap.dedent(

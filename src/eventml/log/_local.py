@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Protocol
 
 from eventml.clock import ClockMs
@@ -58,8 +58,9 @@ class LocalBackend(Protocol):
 
     def offsets_for_time(self, topic: str, timestamp_ms: int) -> dict[int, int]: ...
 
-    def wait_for_append(self, timeout_s: float) -> None:
-        """Block until something may have been appended, or ``timeout_s`` passes."""
+    def wait_for_append(self, timeout_s: float, topics: Collection[str] | None = None) -> None:
+        """Block until something may have been appended (to one of ``topics``; None: to
+        any), or ``timeout_s`` passes."""
         ...
 
 
@@ -78,6 +79,7 @@ class LocalConsumer(Consumer):
         self.member_id = f"{group}-{uuid.uuid4().hex[:12]}"
         self._backend = backend
         self._topics = tuple(topics)
+        self._wait_topics = frozenset(self._topics)  # sleep through appends to other topics
         self._config = config
         self._listener = listener or RebalanceListener()
         self._assignment: frozenset[TopicPartition] = frozenset()
@@ -145,7 +147,7 @@ class LocalConsumer(Consumer):
             remaining = deadline - time.monotonic()
             if batch or remaining <= 0:
                 return batch
-            self._backend.wait_for_append(min(remaining, 0.05))
+            self._backend.wait_for_append(min(remaining, 0.05), self._wait_topics)
 
     def _fetch(self, max_records: int) -> list[Record]:
         tps = sorted(self._assignment)

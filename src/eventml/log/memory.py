@@ -5,7 +5,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from eventml.clock import ClockMs, system_clock_ms
@@ -197,7 +197,7 @@ class MemoryLog(Log):
             i = bisect.bisect_left(part.offsets, offset)
             return part.records[i : i + max_records]
 
-    def wait_for_append(self, timeout_s: float) -> None:
+    def wait_for_append(self, timeout_s: float, topics: Collection[str] | None = None) -> None:
         with self._appended:
             self._appended.wait(timeout_s)
 

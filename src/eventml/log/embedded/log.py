@@ -8,7 +8,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
@@ -40,12 +40,14 @@ from eventml.log.base import (
 )
 from eventml.log.embedded import groups, retention, schema
 from eventml.log.embedded.batch import place_batch
+from eventml.log.embedded.checkpoint import Checkpointer
 from eventml.log.embedded.headers import decode_headers
 from eventml.log.embedded.schema import Durability, TopicSql
 
 _log = logging.getLogger(__name__)
 
 _WAIT_SLICE_S = 0.005  # cross-process append detection granularity
+_BUSY_CHECK_S = 0.025  # ... while this process appends to topics a waiter does not read
 _SYNC_EVERY_MS = 100  # full group sync (heartbeat, liveness, rebalance) at most this often
 _STREAM_ABOVE = 2000  # read(): rows per call above which rows are streamed
 
@@ -96,18 +98,30 @@ class _Shared:
     """What this process's logs on one file share.
 
     ``write_lock`` hands the SQLite write lock from thread to thread without
-    SQLite's busy-wait sleeps; ``cond``/``seq`` wake waiters when any of them appends.
+    SQLite's busy-wait sleeps; ``cond``/``seq`` wake waiters when any of them appends, and
+    ``topic_seq`` (the ``seq`` of each topic's last append) lets a waiter sleep through
+    appends to topics it does not read.
     """
 
     def __init__(self) -> None:
         self.write_lock = threading.Lock()
         self.cond = threading.Condition(threading.Lock())
         self.seq = 0
+        self.topic_seq: dict[str, int] = {}
+        self.checkpointer: Checkpointer | None = None  # made by the first append
 
-    def notify(self) -> None:
+    def notify(self, topics: Iterable[str]) -> None:
         with self.cond:
             self.seq += 1
+            for topic in topics:
+                self.topic_seq[topic] = self.seq
             self.cond.notify_all()
+
+    def last(self, topics: Collection[str] | None) -> int:
+        """The ``seq`` of the last append to any of ``topics`` (None: to any topic)."""
+        if topics is None:
+            return self.seq
+        return max((self.topic_seq.get(t, 0) for t in topics), default=0)
 
 
 _SHARED: dict[str, _Shared] = {}
@@ -121,9 +135,9 @@ def _shared_for(db_path: str) -> _Shared:
 
 class _ThreadState(threading.local):
     conn: sqlite3.Connection | None = None
-    appended = False  # appends made in the open transaction: notify when it commits
-    seen_seq = -1  # notifier sequence at the end of the last wait_for_append
-    seen_mark: tuple[int, int] | None = None  # append mark at the end of the last wait
+    appended: set[str] | None = None  # topics appended to in the open transaction: notify at commit
+    # per set of topics waited for: (notifier sequence, append mark) at the end of the last wait
+    seen: dict[frozenset[str] | None, tuple[int, tuple[int, int]]] | None = None
 
 
 class EmbeddedLog(Log):
@@ -247,15 +261,26 @@ class EmbeddedLog(Log):
             except BaseException as e:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                self._tls.appended = False
+                self._tls.appended = None
                 if isinstance(e, sqlite3.Error):
                     raise self._error(e) from e
                 raise
         finally:
             lock.release()
         if self._tls.appended:
-            self._tls.appended = False
-            self._shared.notify()
+            topics, self._tls.appended = self._tls.appended, None
+            self._shared.notify(topics)
+            self._checkpoint_soon()
+
+    def _checkpoint_soon(self) -> None:
+        """WAL checkpoints in a thread, not in a later append's commit (see checkpoint.py)."""
+        shared = self._shared
+        if shared.checkpointer is None:
+            with _SHARED_LOCK:
+                if shared.checkpointer is None:
+                    shared.checkpointer = Checkpointer(partial(
+                        schema.connect, self.db_path, self.durability, self._busy_timeout_s))
+        shared.checkpointer.appended()
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -419,7 +444,10 @@ class EmbeddedLog(Log):
                     if nexts[p] != firsts[p]
                 ],
             )
-            self._tls.appended = True
+            if self._tls.appended is None:
+                self._tls.appended = {topic}
+            else:
+                self._tls.appended.add(topic)
         if placed.round_robin != rr:
             self._round_robin[topic] = placed.round_robin
         out = list(map(_new_metadata, zip(repeat(topic), placed.partitions, placed.offsets)))
@@ -496,48 +524,73 @@ class EmbeddedLog(Log):
             for p, o, ts, k, v, h in rows
         ]
 
-    def wait_for_append(self, timeout_s: float) -> None:
-        """Return once any process may have appended since this thread last waited, or on timeout.
+    def wait_for_append(self, timeout_s: float, topics: Collection[str] | None = None) -> None:
+        """Return once any process may have appended (to one of ``topics``; None: to any
+        topic) since this thread last waited for them, or on timeout.
 
         Appends in this process wake waiters at once; other processes' appends are
-        noticed within ~5 ms (``PRAGMA data_version``, then the partitions' end offsets).
+        noticed within ~5 ms (``PRAGMA data_version``, then the partitions' end offsets;
+        ~25 ms while this process keeps appending to topics the waiter does not read). A
+        waiter on some topics sleeps through appends to others: a consumer of a quiet
+        topic does not poll SQLite at every append of a busy one.
         """
         deadline = time.monotonic() + timeout_s
         conn = self._conn()
         tls = self._tls
+        key = None if topics is None else frozenset(topics)
+        if tls.seen is None:
+            tls.seen = {}
         notifier = self._shared
-        seq = notifier.seq
-        mark = self._append_mark(conn)
-        if seq != tls.seen_seq or mark != tls.seen_mark:
-            first_wait = tls.seen_mark is None
-            tls.seen_seq, tls.seen_mark = seq, mark
-            if not first_wait:
+        seq = notifier.last(key)
+        mark = self._append_mark(conn, key)
+        seen = tls.seen.get(key)
+        if seen != (seq, mark):
+            tls.seen[key] = (seq, mark)
+            if seen is not None:
                 return  # appended since this thread last looked
         version = _data_version(conn)
+        local = notifier.seq  # every in-process commit with appends moves it
+        checked_at = time.monotonic()
         while True:
-            remaining = deadline - time.monotonic()
+            now = time.monotonic()
+            remaining = deadline - now
             if remaining <= 0:
                 return
             with notifier.cond:
-                if notifier.seq == seq:
+                if notifier.last(key) == seq:
                     notifier.cond.wait(min(remaining, _WAIT_SLICE_S))
-                woken = notifier.seq != seq
-            if woken:
-                tls.seen_seq, tls.seen_mark = notifier.seq, self._append_mark(conn)
+                now_seq, now_local = notifier.last(key), notifier.seq
+            if now_seq != seq:
+                tls.seen[key] = (now_seq, self._append_mark(conn, key))
                 return
             now_version = _data_version(conn)
-            if now_version != version:
-                version = now_version
-                mark = self._append_mark(conn)
-                if mark != tls.seen_mark:
-                    tls.seen_mark = mark
-                    return
+            if now_version == version:
+                continue
+            # another connection committed. If this process appended meanwhile (to topics
+            # this waiter ignores), that may be all it was: look at the end offsets at most
+            # every _BUSY_CHECK_S then, at once when only other processes can have written
+            explained = now_local != local
+            local = now_local
+            if explained and time.monotonic() - checked_at < _BUSY_CHECK_S:
+                continue
+            version, checked_at = now_version, time.monotonic()
+            now_mark = self._append_mark(conn, key)
+            if now_mark != mark:
+                tls.seen[key] = (seq, now_mark)
+                return
 
     @staticmethod
-    def _append_mark(conn: sqlite3.Connection) -> tuple[int, int]:
-        row = conn.execute(
-            "SELECT count(*), coalesce(sum(next_offset), 0) FROM partitions"
-        ).fetchone()
+    def _append_mark(conn: sqlite3.Connection, topics: frozenset[str] | None = None
+                     ) -> tuple[int, int]:
+        if topics is None:
+            row = conn.execute(
+                "SELECT count(*), coalesce(sum(next_offset), 0) FROM partitions").fetchone()
+        else:
+            names = sorted(topics)
+            row = conn.execute(
+                "SELECT count(*), coalesce(sum(p.next_offset), 0) FROM partitions p JOIN topics t "
+                f"ON t.id = p.topic_id WHERE t.name IN ({','.join('?' * len(names))})", names,
+            ).fetchone()
         return int(row[0]), int(row[1])
 
     # -- transactions ---------------------------------------------------------------
