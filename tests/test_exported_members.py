@@ -50,7 +50,7 @@ PUBLIC = {
         "SubjectNotFound", "UnknownSchemaId", "VersionNotFound", "contract_of", "decode_frame",
         "encode_frame", "parse_schema",
     ],
-    "eventml.observe": ["MetricsMiddleware", "ServiceMetrics"],
+    "eventml.observe": ["MetricsMiddleware", "ServiceMetrics", "WorkerMetrics"],
     "eventml.security": [
         "OPERATIONS", "ApiKey", "AuthError", "KeyStore", "KeyStoreError", "Operation", "Scope",
         "ScopeError", "default_path", "is_resource_name", "parse_scope",

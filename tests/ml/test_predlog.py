@@ -29,14 +29,14 @@ FEATURES = ["amount", "velocity"]
 def registry(tmp_path: Path) -> ModelRegistry:
     from sklearn.ensemble import HistGradientBoostingClassifier  # takes NaN (missing values)
 
-    from eventml.ml.inference import _one_thread
+    from eventml.ml.scorer import single_threaded
 
     reg = ModelRegistry(tmp_path / "models")
     for seed in (1, 2):
         rng = np.random.default_rng(seed)
         x = rng.normal(size=(400, 2))
         y = (x @ rng.normal(size=2) > 0).astype(np.int64)
-        with _one_thread():
+        with single_threaded():
             model = HistGradientBoostingClassifier(max_iter=5, random_state=0).fit(x, y)
         reg.register("fraud", model, flavor="sklearn", features=FEATURES)
     reg.set_alias("fraud", "champion", 1)

@@ -112,7 +112,7 @@ class _Run:
     # -- setup ----------------------------------------------------------------------
     def _registry(self) -> Any:
         from eventml.ml import ModelRegistry
-        from eventml.ml.inference import _one_thread
+        from eventml.ml.scorer import single_threaded
 
         try:
             from sklearn.linear_model import LogisticRegression
@@ -125,7 +125,7 @@ class _Run:
             x = rng.normal(size=(4_000, len(FEATURES)))
             w = rng.normal(size=len(FEATURES))
             y = (x @ w + rng.normal(scale=0.5, size=len(x)) > 1.0).astype(np.int64)
-            with _one_thread():
+            with single_threaded():
                 est = LogisticRegression().fit(x, y)
             registry.register(self.model, est, flavor="sklearn", features=FEATURES,
                               description=f"hot-swap bench version {seed + 1}")

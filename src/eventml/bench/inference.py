@@ -210,7 +210,7 @@ def _fit(
     kind: str, x: NDArray[np.float64], y: NDArray[np.int64], trees: int, leaves: int
 ) -> tuple[Any, float, dict[str, Any]]:
     """The fitted model, its fit time and its size."""
-    from eventml.ml.inference import _one_thread
+    from eventml.ml.scorer import single_threaded
 
     try:
         if kind == "logreg":
@@ -225,7 +225,7 @@ def _fit(
     except ImportError as e:
         raise BenchmarkError(f"the inference benchmark needs scikit-learn ({e}): pip install 'eventml[ml]'") from None
     t0 = time.perf_counter()
-    with _one_thread():  # OpenMP threads on 2 busy cores made fit ~10x slower here
+    with single_threaded():  # OpenMP threads on 2 busy cores made fit ~10x slower here
         estimator.fit(x, y)
     seconds = time.perf_counter() - t0
     if kind == "logreg":
@@ -241,11 +241,11 @@ def _fit(
 def _auc(estimator: Any, x: NDArray[np.float64], y: NDArray[np.int64]) -> float | None:
     from sklearn.metrics import roc_auc_score
 
-    from eventml.ml.inference import _one_thread
+    from eventml.ml.scorer import single_threaded
 
     if len(set(y.tolist())) < 2:
         return None
-    with _one_thread():
+    with single_threaded():
         return round(float(roc_auc_score(y, estimator.predict_proba(x)[:, 1])), 4)
 
 
@@ -406,11 +406,11 @@ def _caught_up(
 
 
 def _raw_batched(estimator: Any, x: NDArray[np.float64], batch: int) -> dict[str, Any]:
-    from eventml.ml.inference import _one_thread
+    from eventml.ml.scorer import single_threaded
 
     t0 = time.perf_counter()
     for start in range(0, len(x), batch):
-        with _one_thread():
+        with single_threaded():
             estimator.predict_proba(x[start:start + batch])
     seconds = time.perf_counter() - t0
     return {"seconds": round(seconds, 4), "predictions_per_s": round(len(x) / seconds)}
@@ -418,10 +418,10 @@ def _raw_batched(estimator: Any, x: NDArray[np.float64], batch: int) -> dict[str
 
 def _per_event(estimator: Any, x: NDArray[np.float64], calls: int) -> dict[str, Any]:
     """``predict_proba`` on a 1-row array, one thread (the limit set once, around the loop)."""
-    from eventml.ml.inference import _one_thread
+    from eventml.ml.scorer import single_threaded
 
     rows = [x[i % len(x)].reshape(1, -1) for i in range(calls)]
-    with _one_thread():
+    with single_threaded():
         for row in rows[: min(50, calls)]:  # warm-up
             estimator.predict_proba(row)
         t0 = time.perf_counter()

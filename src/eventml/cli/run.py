@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
 from eventml.cli._common import fail
 from eventml.engine import WorkerFailed, load_app, run_app
 from eventml.engine.app import App
+
+if TYPE_CHECKING:
+    from eventml.observe.endpoint import MetricsEndpoint
 
 AppArg = Annotated[str, typer.Argument(help="The app as module:attribute, e.g. pipelines.fraud:app")]
 
@@ -38,8 +41,19 @@ def run(
     idle_exit: Annotated[
         float | None, typer.Option(help="Stop after this many seconds without input (single worker).")
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve each worker's Prometheus metrics on http://HOST:PORT/metrics "
+                          "(worker i on PORT+i; 0: any free port). Needs prometheus-client."),
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="The address --metrics-port listens on.")] = "127.0.0.1",
+    log_format: Annotated[
+        str, typer.Option(help="text (warnings and errors, plain) or json (info and up, one "
+                               "object per line on stderr).")
+    ] = "text",
 ) -> None:
     """Run the app's workers in one consumer group until interrupted (Ctrl-C / SIGTERM)."""
+    _logs_and_traces(log_format)
     app = _load(app_spec)
     if guarantee is not None:
         if guarantee not in ("exactly_once", "at_least_once"):
@@ -53,13 +67,50 @@ def run(
         app.configure(instance=instance)
     if idle_exit is not None and workers > 1:
         fail("--idle-exit works with one worker only")
+    endpoints = None if metrics_port is None else _metrics(workers, metrics_port, metrics_host)
     try:
         if idle_exit is None:
-            run_app(app, workers=workers)
+            run_app(app, workers=workers, metrics=endpoints)
         else:
-            run_app(app, workers=workers, idle_timeout_s=idle_exit)
+            run_app(app, workers=workers, metrics=endpoints, idle_timeout_s=idle_exit)
     except WorkerFailed as e:
         fail(f"the worker stopped: {e}", 1)
+    finally:
+        for endpoint in endpoints or ():
+            endpoint.close()
+
+
+def _metrics(workers: int, port: int, host: str) -> list[MetricsEndpoint]:
+    """The workers' metrics endpoints, bound (their URLs printed), or a one-line failure."""
+    try:
+        from eventml.observe.endpoint import metrics_endpoints
+    except ImportError:
+        fail("--metrics-port needs prometheus-client: pip install 'eventml[serve]'")
+    try:
+        endpoints = metrics_endpoints(workers, port, host)
+    except ValueError as e:
+        fail(str(e))
+    except OSError as e:
+        fail(f"cannot serve metrics on {host}:{port}: {e.strerror or e}")
+    for i, endpoint in enumerate(endpoints):
+        typer.echo(f"metrics of worker {i}: {endpoint.url}")
+    return endpoints
+
+
+def _logs_and_traces(log_format: str) -> None:
+    """JSON logs if asked; spans exported as ``$OTEL_TRACES_EXPORTER`` says, if set."""
+    if log_format not in ("json", "text"):
+        fail(f"--log-format must be json or text, got {log_format!r}")
+    if log_format == "json":
+        from eventml.observe.logging import setup
+
+        setup("json")
+    from eventml.observe.tracing import configure_from_env
+
+    try:
+        configure_from_env()
+    except (ImportError, ValueError) as e:
+        fail(f"tracing: {e}")
 
 
 def describe(app_spec: AppArg) -> None:

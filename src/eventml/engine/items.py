@@ -8,7 +8,7 @@ from functools import partial
 from operator import itemgetter
 from typing import Any, NamedTuple
 
-from eventml.log.base import Message, Record, TopicPartition
+from eventml.log.base import Headers, Message, Record, TopicPartition
 from eventml.state.base import PartitionStore
 
 
@@ -61,9 +61,28 @@ class Effects:
     late: int = 0
     retries: int = 0
     source_offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    # id(input record) -> the trace headers its outputs carry (only traced records:
+    # empty, and never looked at per item, when tracing is off)
+    trace: dict[int, Headers] = field(default_factory=dict)
 
     def emit(self, topic: str, message: Message) -> None:
         self.outputs[topic].append(message)
+
+    def traced(self, message: Message, item: Item) -> Message:
+        """``message`` (encoded from ``item``) with the trace headers of ``item``'s record."""
+        extra = self.trace.get(id(item[4]))
+        if extra is None:
+            return message
+        return Message(message[0], message[1], message[2] + extra, message[3], message[4])
+
+    def trace_outputs(self, messages: list[Message], start: int, items: list[Item]) -> None:
+        """Give ``messages[start:]`` (one per item of ``items``) their items' trace headers."""
+        trace = self.trace
+        for i, it in enumerate(items, start):
+            extra = trace.get(id(it[4]))
+            if extra is not None:
+                m = messages[i]
+                messages[i] = Message(m[0], m[1], m[2] + extra, m[3], m[4])
 
     def touch(self, store: PartitionStore) -> None:
         self.stores[id(store)] = store

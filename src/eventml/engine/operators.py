@@ -217,7 +217,7 @@ class KeyByOp(Op):
         return self.encode(with_key(it, None if key is None else str(key)))
 
     def push(self, items: list[Item], task: Task, fx: Effects) -> None:
-        rekeyed, emit = self._rekeyed, fx.emit
+        rekeyed, emit, trace = self._rekeyed, fx.emit, fx.trace
         for it in items:
             try:
                 message = rekeyed(it)
@@ -225,7 +225,7 @@ class KeyByOp(Op):
                 message = self.guard.call(rekeyed, (it,), it, fx, e)
                 if message is FAILED:
                     continue
-            emit(self.topic, message)
+            emit(self.topic, fx.traced(message, it) if trace else message)
 
 
 class WindowOp(Op):
@@ -282,7 +282,7 @@ class WindowOp(Op):
                 elif isinstance(o, Late):
                     fx.late += 1
                     if self.encode_late is not None and self.w.late is not None:
-                        fx.emit(self.w.late.name, self.encode_late(it))
+                        fx.emit(self.w.late.name, fx.traced(self.encode_late(it), it))
         self._save(logic, task, fx)
         self.forward(out, task, fx)
 
@@ -429,6 +429,8 @@ class ToOp(Op):
                 out.append(message)
                 kept.append(it)
             items = kept
+        if fx.trace:  # outputs descend from their input record's process span
+            fx.trace_outputs(out, start, items)
         self.forward(items, task, fx)
 
 

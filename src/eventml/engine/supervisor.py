@@ -6,11 +6,15 @@ import logging
 import multiprocessing as mp
 import signal
 import time
+from collections.abc import Sequence
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eventml._spec import import_attribute
 from eventml.engine.app import App
+
+if TYPE_CHECKING:
+    from eventml.observe.endpoint import MetricsEndpoint
 
 _log = logging.getLogger(__name__)
 
@@ -23,11 +27,15 @@ def load_app(spec: str) -> App:
     return app
 
 
-def run_worker(app: App, index: int = 0, **options: Any) -> None:
-    """Run one worker in this process until SIGTERM/SIGINT."""
+def run_worker(app: App, index: int = 0, *, metrics: MetricsEndpoint | None = None,
+               **options: Any) -> None:
+    """Run one worker in this process until SIGTERM/SIGINT; with ``metrics``, it records
+    its metrics there and this process serves them."""
     from eventml.engine.worker import Worker
 
-    worker = Worker(app, index=index)
+    if metrics is not None:
+        metrics.start()
+    worker = Worker(app, index=index, metrics=None if metrics is None else metrics.metrics)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         worker.stop()
@@ -37,26 +45,32 @@ def run_worker(app: App, index: int = 0, **options: Any) -> None:
     worker.run(**options)
 
 
-def _child(app: App, index: int, options: dict[str, Any]) -> None:
+def _child(app: App, index: int, options: dict[str, Any], metrics: MetricsEndpoint | None) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the supervisor's handler (forked)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides
-    run_worker(app, index, **options)
+    run_worker(app, index, metrics=metrics, **options)
 
 
-def run_app(app: App, *, workers: int = 1, restart: bool = True, **options: Any) -> None:
+def run_app(app: App, *, workers: int = 1, restart: bool = True,
+            metrics: Sequence[MetricsEndpoint] | None = None, **options: Any) -> None:
     """Run ``workers`` workers; with more than one, each is a process (fork) and a dead one
-    is restarted with the same index (so it fences its predecessor's transactions)."""
+    is restarted with the same index (so it fences its predecessor's transactions).
+    ``metrics``: one endpoint per worker (see :func:`eventml.observe.endpoint.metrics_endpoints`),
+    each served by its worker's process."""
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    if metrics is not None and len(metrics) != workers:
+        raise ValueError(f"{len(metrics)} metrics endpoints for {workers} workers: give one each")
     if workers == 1:
-        run_worker(app, 0, **options)
+        run_worker(app, 0, metrics=None if metrics is None else metrics[0], **options)
         return
     ctx = mp.get_context("fork")
     procs: dict[int, Any] = {}
     stopping = False
 
     def start(i: int) -> None:
-        p = ctx.Process(target=_child, args=(app, i, options), name=f"{app.name}-worker-{i}")
+        endpoint = None if metrics is None else metrics[i]
+        p = ctx.Process(target=_child, args=(app, i, options, endpoint), name=f"{app.name}-worker-{i}")
         p.start()
         procs[i] = p
 

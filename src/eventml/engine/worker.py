@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
 from operator import itemgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eventml.clock import system_clock_ms
 from eventml.deadletter import dead_letter_topic
@@ -47,9 +47,13 @@ from eventml.log.base import (
     TopicSpec,
     Transaction,
 )
+from eventml.observe.tracing import ProcessSpans, process_spans
 from eventml.schema.contract import BoundContract, ContractViolation
 from eventml.state import backend_for
 from eventml.state.base import PartitionStore, StateBackend, StoreSpec
+
+if TYPE_CHECKING:
+    from eventml.observe.worker import WorkerMetrics
 
 _log = logging.getLogger(__name__)
 
@@ -93,6 +97,8 @@ class Worker:
     ``admit`` (optional) chooses which polled records to process, e.g. a replay's time
     window; the others are skipped (committed offsets only cover processed records).
     ``dead_letter_topic`` names an input topic's dead-letter topic (``<topic>.dlq``).
+    ``metrics`` (a :class:`~eventml.observe.worker.WorkerMetrics`, optional) records
+    Prometheus metrics once per batch (none: nothing is recorded).
 
     The transactional id is ``<app>-<instance>-<index>`` (see ``Settings.instance``):
     a restarted worker with the same index fences its predecessor and aborts the
@@ -110,8 +116,10 @@ class Worker:
         sleep: Callable[[float], None] = time.sleep,
         admit: Callable[[list[Record]], list[Record]] | None = None,
         dead_letter_topic: Callable[[str], str] = dead_letter_topic,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.app = app
+        self.metrics = metrics
         self._admit = admit
         self._dead_letter_topic = dead_letter_topic
         self.settings = app.settings
@@ -142,6 +150,9 @@ class Worker:
             config=self._consumer_config(),
             listener=RebalanceListener(on_assign=self._on_assign, on_revoke=self._on_revoke),
         )
+        if metrics is not None:
+            metrics.attach(app=app.name, worker=index, instance=self.instance,
+                           dead_letter_topics={t: self._dead_letter_topic(t) for t in self.plan.inputs})
 
     # -- setup --------------------------------------------------------------------
     def _bind_contracts(self) -> dict[str, BoundContract]:
@@ -253,22 +264,31 @@ class Worker:
         """Poll and process one micro-batch; returns how many records it held."""
         size = self._sizer.size
         records = self.consumer.poll(size, self.settings.max_wait_ms / 1000)
+        started = time.perf_counter()
         self._sizer.observe(len(records))
         if self._admit is not None and records:
             records = self._admit(records)
+        m = self.metrics
         if not records:
+            if m is not None:
+                m.sample_lag(self.consumer, self.log, idle=True)
             return 0
+        if m is not None:
+            m.bind()  # model and drift reports of this batch's operators go to m
         by_tp = _by_partition(records)
         positions = {tp: recs[-1].offset + 1 for tp, recs in by_tp.items()}
         if self.settings.unsafe_commit_first:  # deliberately wrong: for checker tests only
             self.consumer.commit(positions)
         fx = Effects()
+        spans = process_spans(records, fx.trace, group=self.app.name, log=self.log)
         try:
             self._process(by_tp, fx)
-        except WorkerFailed:
+        except WorkerFailed as e:
             self._rewind(positions)
+            if spans is not None:
+                spans.end(e)
             raise
-        if not self._commit(fx, positions):
+        if not (self._commit(fx, positions) if spans is None else self._commit_traced(fx, positions, spans)):
             return len(records)  # refused: rewound, nothing counted
         st = self.stats
         st.batches += 1
@@ -278,6 +298,9 @@ class Worker:
         st.retries += fx.retries
         if len(st.batch_sizes) < 10_000:
             st.batch_sizes.append(len(records))
+        if m is not None:
+            m.batch_committed(by_tp, fx.outputs, started, self.clock_ms())
+            m.sample_lag(self.consumer, self.log, idle=False)
         return len(records)
 
     def _process(self, by_tp: Mapping[TopicPartition, list[Record]], fx: Effects) -> None:
@@ -325,6 +348,8 @@ class Worker:
             txn.commit()
         except (CommitFailed, Fenced) as e:
             self.stats.commits_refused += 1
+            if self.metrics is not None:
+                self.metrics.commit_refused()
             for store in fx.stores.values():
                 store.rollback()
             self._rewind(positions)
@@ -345,8 +370,21 @@ class Worker:
                 self.consumer.commit(positions)
             except CommitFailed as e:  # at-least-once: the next owner repeats this batch
                 self.stats.commits_refused += 1
+                if self.metrics is not None:
+                    self.metrics.commit_refused()
                 _log.info("offset commit refused: %s", e)
         return True
+
+    def _commit_traced(self, fx: Effects, positions: Mapping[TopicPartition, int],
+                       spans: ProcessSpans) -> bool:
+        """:meth:`_commit`, then the batch's process spans end (failed if it was not committed)."""
+        try:
+            committed = self._commit(fx, positions)
+        except BaseException as e:
+            spans.end(e)
+            raise
+        spans.end(None if committed else "commit refused: the batch is processed again")
+        return committed
 
     def _begin(self) -> Transaction:
         if self._producer is not None:
@@ -367,6 +405,8 @@ class Worker:
                 self.consumer.seek(tp, offset)
 
     def close(self) -> None:
+        if self.metrics is not None:
+            self.metrics.unbind()
         try:
             self.consumer.close()
         except Exception as e:

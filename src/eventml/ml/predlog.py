@@ -139,8 +139,8 @@ class Rescored:
 
 def rescore(registry: Any, prediction: Prediction) -> Rescored:
     """Score ``prediction``'s recorded features with its recorded version, from ``registry``."""
-    from eventml.ml.inference import _one_thread, as_batch_model
     from eventml.ml.registry import RegistryError
+    from eventml.ml.scorer import as_batch_model, single_threaded
 
     p = prediction
     if p.version is None:
@@ -155,7 +155,7 @@ def rescore(registry: Any, prediction: Prediction) -> Rescored:
         return Rescored(p, None, f"the record lacks features {', '.join(missing)} of {p.model}/{p.version}")
     x = np.asarray([[_number(p.features[f]) for f in order]], dtype=np.float64)
     try:
-        with _one_thread():
+        with single_threaded():
             score = float(as_batch_model(loaded)(x)[0])
     except Exception as e:
         return Rescored(p, None, f"{p.model}/{p.version} failed to score the record: {type(e).__name__}: {e}")

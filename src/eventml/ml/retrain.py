@@ -56,9 +56,9 @@ from eventml.ml._events import EventsError, read_events
 from eventml.ml._events import label_from_event as label_from_event
 from eventml.ml._matrix import feature_matrix
 from eventml.ml.flavors import flavor_for
-from eventml.ml.inference import _one_thread
 from eventml.ml.records import AliasChange, Label
 from eventml.ml.registry import ModelRegistry, ModelVersion, RegistryError, TrainingRange
+from eventml.ml.scorer import single_threaded
 
 __all__ = [
     "EventFeatures",
@@ -386,7 +386,7 @@ def _scorer(flavor: str, model: object, features: Sequence[str]) -> Any:
 
 
 def _score(scorer: Any, x: NDArray[np.float64]) -> NDArray[np.float64]:
-    with _one_thread():
+    with single_threaded():
         return np.asarray(scorer.predict_batch(x), dtype=np.float64)
 
 

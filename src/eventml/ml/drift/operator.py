@@ -35,6 +35,7 @@ from eventml.ml.drift._error import (
 )
 from eventml.ml.drift._features import STATISTICS, AfterDrift, FeatureDriftDetector, Statistic
 from eventml.ml.records import DRIFT_TYPE
+from eventml.observe import _current
 
 if TYPE_CHECKING:
     from eventml.deadletter.retry import RetryPolicy
@@ -98,7 +99,7 @@ def detect_drift(
         projected = projected.filter(_counted)
     else:
         projected = stream.map(_Features(detector.features), retry=retry)
-    return _detect(projected, model, _Step(detector), f"drift-{name or model}", to)
+    return _detect(projected, model, _Step(detector, name or model), f"drift-{name or model}", to)
 
 
 def detect_error_drift(
@@ -140,7 +141,8 @@ def detect_error_drift(
         raise ValueError(f"method must be 'fisher' or 'adwin', got {method!r}")
     _check_name(model, name)
     outcomes = stream.map(_Outcome(metric, threshold), retry=retry).filter(_counted)
-    return _detect(outcomes, model, _Step(detector), f"drift-{name or model}-{metric}", to)
+    label = f"{name or model}-{metric}"
+    return _detect(outcomes, model, _Step(detector, label), f"drift-{label}", to)
 
 
 def _detect(stream: Stream, model: str, step: _Step, store: str, to: str | TopicRef | None) -> Stream:
@@ -161,18 +163,28 @@ def _check_name(model: str, name: str | None) -> None:
 
 class _Step:
     """The ``process`` function: the key's detector (copied once per batch, see
-    :mod:`eventml.ml.drift._cow`) fed with one event; returns its alarms as dicts."""
+    :mod:`eventml.ml.drift._cow`) fed with one event; returns its alarms as dicts.
 
-    def __init__(self, detector: FeatureDriftDetector | ErrorRateDetector | AdwinErrorDetector) -> None:
+    Each tested window (and each alarm) is reported to the running worker's metrics, if
+    any (:mod:`eventml.observe._current`), as detector ``name``."""
+
+    def __init__(self, detector: FeatureDriftDetector | ErrorRateDetector | AdwinErrorDetector,
+                 name: str = "") -> None:
         detector.seal()  # the template is never changed: each key starts from a copy
         self.template = detector
+        self.name = name or detector.model
         self.__qualname__ = f"drift[{type(detector).__name__}]"
 
     def __call__(self, value: Any, state: KeyState) -> list[dict[str, Any]]:
         current = state.get(_STATE)
         detector = (self.template if current is None else current).writable()
+        tested = getattr(detector, "windows_tested", 0)  # ADWIN has no windows: alarms only
         found = detector.update_one(value, state.time_ms)
         state[_STATE] = detector
+        if found or getattr(detector, "windows_tested", 0) != tested:
+            observer = _current.current()
+            if observer is not None:
+                observer.drift_window(detector.model, self.name, found)
         return [f.to_dict() for f in found]
 
 
