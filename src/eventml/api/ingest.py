@@ -24,6 +24,11 @@ Server-owned headers, set on every record, whatever the client sent:
 ``eventml.ingest.at_ms`` (when the server accepted it, epoch milliseconds) and
 ``eventml.ingest.producer`` (the id of the API key that sent it).
 
+Trace context: a request's W3C ``traceparent`` / ``tracestate`` headers (or an event's own
+CloudEvents ``traceparent`` attribute, which wins) go into the event's ``ce_traceparent`` /
+``ce_tracestate`` headers; with tracing on, as the context of an ``ingest TOPIC`` span
+(:mod:`eventml.observe.tracing`).
+
 An event whose id was appended to the topic recently (the last
 :attr:`IngestLimits.dedup_window` ids per topic, remembered by this router in this process:
 not across restarts nor between server processes) is not appended again: its entry in the answer has the first append's partition and offset and
@@ -41,17 +46,19 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Protocol
+from typing import Any, Protocol
 from urllib.parse import unquote
 
 import orjson
-from fastapi import APIRouter, Query, Request
-from starlette.concurrency import run_in_threadpool
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from eventml.api._batch_thread import BatchThread
+from eventml.api._direct_route import DirectRoute
 from eventml.api.errors import ApiError, ApiRoute, JSONResponse
 from eventml.clock import system_clock_ms
 from eventml.events.binding import EventDecodeError, from_structured, to_message
@@ -65,6 +72,7 @@ from eventml.log import (
     TopicSpec,
     UnknownTopic,
 )
+from eventml.observe.tracing import ingest_spans, system_of
 from eventml.schema.contract import BoundContract, Contract, ContractViolation
 from eventml.schema.errors import SubjectNotFound, VersionNotFound
 from eventml.schema.registry import SchemaRegistry
@@ -90,6 +98,7 @@ STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="eventml"'}
 _SHOWN_ERRORS = 3
+_LOOKUP_FRESH_S = 0.5  # how long a topic's look-up (exists, its schema) is reused
 _MAX_ID = 200
 
 
@@ -271,7 +280,19 @@ _CLOUDEVENT = {"type": "object", "required": ["specversion", "id", "source", "ty
                               "time": {"type": "string", "format": "date-time"},
                               "partitionkey": {"type": "string"}, "data": {}}}
 _PLAIN = {"type": "object", "additionalProperties": True}
-_OPENAPI: dict[str, Any] = {"requestBody": {"required": True, "content": {
+# the route is a DirectRoute (the hot path of single-event ingest): it reads its
+# parameters from the request, FastAPI declares none; they are described here
+_PARAMETERS = [
+    {"name": "topic", "in": "path", "required": True, "schema": {"type": "string"},
+     "description": "An existing topic (HTTP ingest never creates topics)."},
+    *({"name": name, "in": "query", "required": False, "schema": {"type": "string"},
+       "description": what} for name, what in [
+        ("key_field", "Field of each JSON object holding its key."),
+        ("time_field", "Field holding the event time (epoch s/ms or RFC 3339)."),
+        ("type", "CloudEvents type of JSON objects (default: the topic)."),
+    ]),
+]
+_OPENAPI: dict[str, Any] = {"parameters": _PARAMETERS, "requestBody": {"required": True, "content": {
     "application/json": {"schema": {"oneOf": [_PLAIN, {"type": "array", "items": _PLAIN}]}},
     STRUCTURED: {"schema": _CLOUDEVENT},
     BATCH: {"schema": {"type": "array", "items": _CLOUDEVENT}},
@@ -294,6 +315,10 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+_Placed = list[tuple[tuple[int, int], bool]]
+"""Per event of a request: ``((partition, offset), duplicate)``."""
+
+
 @dataclass(slots=True)
 class _Waiting:
     """One request's events, waiting for the topic's appender; then where they landed."""
@@ -311,7 +336,8 @@ class _RecentIds:
     thread that appends: a request cancelled meanwhile cannot let a duplicate through.
     Requests that arrive while an append is under way wait, then the first of them to
     get the lock appends them all in one ``log.append`` (group commit: one transaction,
-    one fsync on the embedded log, for every request that queued meanwhile)."""
+    one fsync on the embedded log, for every request that queued meanwhile). The router
+    groups requests itself, in its appender thread, and calls :meth:`append_waiting`."""
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -337,6 +363,12 @@ class _RecentIds:
             raise mine.error
         assert mine.placed is not None
         return mine.placed
+
+    def append_waiting(self, log: Log, topic: str, group: list[_Waiting]) -> None:
+        """Append ``group`` (requests, in arrival order) in one ``log.append``; each one's
+        ``placed`` or ``error`` is set. What the router's appender thread calls."""
+        with self._lock:
+            self._append_group(log, topic, group)
 
     def _append_group(self, log: Log, topic: str, group: list[_Waiting]) -> None:
         """Append the group's events in one ``log.append`` (the lock held), in arrival order."""
@@ -422,14 +454,57 @@ def ingest_router(
             bound = contracts[topic] = contract.bind(registry, topic)
         return bound
 
+    def look_up(topics: Sequence[str]) -> list[BoundContract | BaseException | None]:
+        out: list[BoundContract | BaseException | None] = []
+        for topic in topics:
+            try:
+                out.append(contract_of(topic))
+            except Exception as e:
+                out.append(e)
+        return out
+
+    def append(jobs: Sequence[tuple[str, _Waiting]]) -> list[_Placed | BaseException]:
+        """Every request queued meanwhile, one ``log.append`` per topic (group commit)."""
+        by_topic: dict[str, list[_Waiting]] = {}
+        for topic, waiting in jobs:
+            by_topic.setdefault(topic, []).append(waiting)
+        for topic, group in by_topic.items():
+            seen = recent.get(topic) or recent.setdefault(topic, _RecentIds(limits.dedup_window))
+            seen.append_waiting(log, topic, group)
+        return [w.error or w.placed or [] for _, w in jobs]
+
+    # one thread each: a look-up never waits behind an fsync
+    lookups: BatchThread[str, BoundContract | None] = BatchThread(look_up, name="eventml-ingest-lookup")
+    appender: BatchThread[tuple[str, _Waiting], _Placed] = BatchThread(append, name="eventml-ingest-append")
+    looked_up: dict[str, tuple[BoundContract | None, float, int]] = {}  # topic: (contract, at, mark)
+    fresh_s = _LOOKUP_FRESH_S if registry is None else registry.stale_after_s
+
+    def registry_mark() -> int:
+        """Moves whenever this process's registry changed (its position in the schema topic)."""
+        return -1 if registry is None else registry.store.position
+
+    async def contract_for(topic: str) -> BoundContract | None:
+        """:func:`contract_of`, looked up (off the event loop) at most every ``fresh_s``
+        per topic and again as soon as the registry changed: a schema registered here
+        applies to the next request, one registered by another process within
+        ``stale_after_s``, as the registry itself sees it. A topic deleted meanwhile
+        is refused by the append (404)."""
+        hit = looked_up.get(topic)
+        now = time.monotonic()
+        if hit is not None and now - hit[1] < fresh_s and hit[2] == registry_mark():
+            return hit[0]
+        mark = registry_mark()  # before: a change during the look-up makes the next one look again
+        contract = await lookups.submit(topic)
+        looked_up[topic] = (contract, now, mark)
+        return contract
+
     async def append_once(topic: str, events: list[Event], messages: list[Message],
                           ) -> list[dict[str, Any]]:
         """Append the events whose ids the topic has not seen lately; where each one is."""
-        seen = recent.get(topic) or recent.setdefault(topic, _RecentIds(limits.dedup_window))
         try:
-            placed = await run_in_threadpool(seen.append_new, log, topic, [e.id for e in events],
-                                             messages)
+            placed = await appender.submit((topic, _Waiting([e.id for e in events], messages)))
         except UnknownTopic:
+            looked_up.pop(topic, None)
             raise ApiError(404, TOPIC_NOT_FOUND, f"no topic {topic!r}: it was deleted") from None
         except LogError as e:
             raise ApiError(503, LOG_UNAVAILABLE, f"the log did not take the events "
@@ -437,18 +512,9 @@ def ingest_router(
         return [{"id": e.id, "partition": p, "offset": o, "duplicate": dup}
                 for e, ((p, o), dup) in zip(events, placed, strict=True)]
 
-    @api.post("/{topic}/events", status_code=202, responses=_RESPONSES, openapi_extra=_OPENAPI)
-    async def ingest_events(
-        request: Request,
-        topic: str,
-        key_field: Annotated[str | None, Query(description="Field of each JSON object holding "
-                                               "its key.")] = None,
-        time_field: Annotated[str | None, Query(description="Field holding the event time "
-                                                "(epoch s/ms or RFC 3339).")] = None,
-        event_type: Annotated[str | None, Query(alias="type", description="CloudEvents type of JSON "
-                                                "objects (default: the topic).")] = None,
-    ) -> Response:
+    async def ingest_events(request: Request) -> Response:
         """Append one event or a batch to an existing topic (202: ids, partitions, offsets)."""
+        topic: str = request.path_params["topic"]  # a DirectRoute: no parameters solved
         if authorize is None:
             raise ApiError(401, UNAUTHENTICATED, NO_KEYS_MESSAGE, _CHALLENGE)
         principal = await authorize(request, "produce", topic)
@@ -458,11 +524,14 @@ def ingest_router(
             raise ApiError(422, INVALID_TOPIC, f"invalid topic name {topic!r}: topics are 1-249 "
                            "characters of [a-zA-Z0-9._-]") from None
         try:
-            contract = await run_in_threadpool(contract_of, topic)
+            contract = await contract_for(topic)
         except UnknownTopic:
             raise ApiError(404, TOPIC_NOT_FOUND, f"no topic {topic!r}: create it first (eventml topics "
                            "create); HTTP ingest never creates topics") from None
         body = await read_body(request, limits.max_body_bytes)
+        query = request.query_params  # see _PARAMETERS
+        key_field, time_field, event_type = query.get("key_field"), query.get("time_field"), \
+            query.get("type")
         options = LineOptions(type=event_type or topic, source=SOURCE, key_field=key_field,
                               time_field=time_field)
         idempotency_key = request.headers.get("idempotency-key")
@@ -475,9 +544,14 @@ def ingest_router(
         except InvalidEvents as e:
             return JSONResponse({"error_code": e.code, "message": e.message, "errors": e.errors},
                                 status_code=e.status)
-        out = await append_once(topic, events, messages)
+        # trace context: the request's traceparent / the events' own, spans if tracing is on
+        with ingest_spans(request.headers, topic, messages, system=system_of(log)) as traced:
+            out = await append_once(topic, events, traced)
         return JSONResponse({"topic": topic, "events": out}, status_code=202)
 
+    # the hot path: FastAPI solves no dependency; the app's key check is the authorize() above
+    api.add_api_route("/{topic}/events", ingest_events, methods=["POST"], status_code=202,
+                      responses=_RESPONSES, openapi_extra=_OPENAPI, route_class_override=DirectRoute)
     return api
 
 

@@ -124,16 +124,17 @@ class Server:
             "lengths": [len(r) for r in requests], "rate": rate, "warmup_s": warmup_s,
             "duration_s": duration_s, "connections": connections, "ok_status": ok_status,
             "count": None if count is None else count.decode()}))
-        cpu0, rss0 = self.cpu_s(), self.rss_mb()
+        cpu0, rss0, gen0 = self.cpu_s(), self.rss_mb(), _children_cpu_s()
         done = subprocess.run(
             [sys.executable, "-c", "import sys; from eventml.bench._loadgen import main; main(sys.argv[1])",
              str(spec)], capture_output=True, text=True, timeout=limit_s)
-        cpu = self.cpu_s() - cpu0
+        cpu, gen = self.cpu_s() - cpu0, _children_cpu_s() - gen0
         if done.returncode != 0:
             raise BenchmarkError(f"the load generator failed: {done.stderr.strip().splitlines()[-1:]}")
         out: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
         sent = out.pop("sent_total")
         out["server_cpu_us_per_request"] = round(cpu / sent * 1e6, 1) if sent else None
+        out["loadgen_cpu_us_per_request"] = round(gen / sent * 1e6, 1) if sent else None
         out["server_rss_mb"] = [rss0, self.rss_mb()]  # before and after the phase
         return out
 
@@ -149,6 +150,14 @@ class Server:
                 self.proc.stdout.close()
             self.proc = None
         self.stderr.close()
+
+
+def _children_cpu_s() -> float:
+    """User + system CPU seconds of this process's children that ended (the load generator)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 # -- the load generator (its own process) ------------------------------------------------------

@@ -3,8 +3,8 @@
 What :func:`run` does, in a temporary directory:
 
 1. creates a key store with one key scoped ``produce:TOPIC`` and the topic (4
-   partitions) on the log (default: an embedded log there, fsync durability, as in
-   production), and starts ``eventml serve --auth --keys FILE --broker URL`` as a real
+   partitions) on the log (default: an embedded log there, ``durability`` fsync as in
+   production, or fast: no fsync per commit, stated in the result), and starts ``eventml serve --auth --keys FILE --broker URL`` as a real
    server process (uvicorn, one process);
 2. **single events**: from a separate load-generator process (:mod:`eventml.bench._loadgen`),
    one card transaction (~200 bytes of JSON, ``?key_field=card``, ``Authorization:
@@ -47,6 +47,9 @@ from eventml.bench._loadgen import Server, percentiles_ms
 from eventml.bench._timing import BenchmarkError
 from eventml.bench.report import print_overall
 
+DURABILITIES = {"fsync": "fsync: synchronous=FULL, acknowledged = on disk",
+                "fast": "fast: synchronous=NORMAL, no fsync per commit"}
+"""The temporary embedded log's durability (``embedded://PATH?durability=``)."""
 TARGET_EPS = 20_000.0
 TARGET_P99_MS = 5.0
 TOPIC = "bench-ingest-tx"
@@ -91,9 +94,15 @@ def run(
     connections: int = 16,
     batch_connections: int = 4,
     broker: str | None = None,
+    durability: str = "fsync",
     seed: int = 7,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
+    if durability not in DURABILITIES:
+        raise BenchmarkError(f"durability must be one of {', '.join(DURABILITIES)}, got {durability!r}")
+    if broker is not None and durability != "fsync":
+        raise BenchmarkError("the durability is the temporary embedded log's: with a broker, put "
+                             "?durability=fast in its URL instead")
     if (events < 1 or rate <= 0 or duration_s <= 0 or warmup_s < 0 or batch < 1 or connections < 1
             or batch_connections < 1):
         raise BenchmarkError("events, rate, duration, batch and connections must be positive, warmup >= 0")
@@ -107,7 +116,7 @@ def run(
 
     singles = int(rate * (warmup_s + duration_s))
     with tempfile.TemporaryDirectory(prefix="eventml-bench-ingest-") as tmp:
-        url = broker or f"embedded://{tmp}/data"
+        url = broker or f"embedded://{tmp}/data?durability={durability}"
         topic = TOPIC if broker is None else f"{TOPIC}-{uuid.uuid4().hex[:8]}"  # leaves others' topics be
         keys_file = Path(tmp) / "keys.sqlite"
         token, _ = KeyStore(keys_file).create("bench-ingest", [f"produce:{topic}"])
@@ -139,10 +148,11 @@ def run(
     eps = batched["events_per_s"]
     result: dict[str, Any] = {
         "benchmark": "ingest",
-        "broker": broker or "embedded (temporary directory, fsync)",
+        "broker": broker or f"embedded (temporary directory, {DURABILITIES[durability]})",
         "settings": {"events": events, "rate": rate, "duration_s": duration_s, "warmup_s": warmup_s,
                      "batch": batch, "connections": connections, "batch_connections": batch_connections,
                      "partitions": PARTITIONS, "event_bytes": len(orjson.dumps(batched_tx[0])),
+                     "durability": None if broker else durability,
                      "server": "eventml serve --auth (uvicorn, 1 process)", "cpus": os.cpu_count()},
         "single": single,
         "batched": batched,
@@ -164,15 +174,24 @@ def _phase(log: Any, topic: str, server: Server, requests: Sequence[bytes], size
            limit_s: float | None = None) -> dict[str, Any]:
     """One load-generator run and the count check on the topic around it."""
     before = log.end_offsets(topic)
+    load_before = _load_average()
     http = server.drive(requests, rate=rate, warmup_s=warmup_s, duration_s=duration_s,
                         connections=connections, ok_status=202, count=ACKNOWLEDGED,
                         limit_s=limit_s or warmup_s + duration_s + 120)
     after = log.end_offsets(topic)
+    http["load_average"] = [load_before, _load_average()]  # the machine's, 1 min, around the phase
     sent_requests = len(requests) if rate is None else min(len(requests), int(rate * (warmup_s + duration_s)))
     all_ok = http["ok_total"] == sent_requests
     counts = check_counts(before, after, http.pop("acknowledged"),
                           sum(sizes[:sent_requests]) if all_ok else None)
     return {"http": http, "counts": counts}
+
+
+def _load_average() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
 
 
 def _baseline(log: Any, topic: str, txs: list[dict[str, Any]], batch: int, single_calls: int,
@@ -267,7 +286,10 @@ def render_ingest_table(result: Mapping[str, Any], console: Console) -> None:
                   f"building the records in process: {base['build_us_per_event']} µs/event "
                   f"({base['build_and_append_eps']:,} events/s with the append)")
     console.print(f"load generator (single): send lag p99 {ms(sh['send_lag_p99_ms'])}, service time "
-                  f"p99 {ms(sh['service_p99_ms'])}, at most {sh['max_in_flight']} requests in flight")
+                  f"p99 {ms(sh['service_p99_ms'])}, at most {sh['max_in_flight']} requests in flight, "
+                  f"{sh.get('loadgen_cpu_us_per_request')} µs CPU a request")
+    console.print(f"machine load average (1 min) before / after: single {sh['load_average']}, "
+                  f"batched {bh['load_average']} ({s['cpus']} CPUs; other processes' load skews latency)")
     t = result["targets"]
     scale = "" if t["at_target_scale"] else " (below the target scale: --rate 1000 --duration 10 --events 200000)"
     for label, target, fmt in (("single-event p99 <=", t["single_p99_ms"], ms),

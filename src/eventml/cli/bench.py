@@ -326,6 +326,10 @@ def ingest(
     batch_connections: Annotated[
         int, typer.Option("--batch-connections", help="Keep-alive connections, batches (closed loop).")
     ] = 4,
+    durability: Annotated[
+        str, typer.Option("--durability", help="The temporary embedded log's: fsync (acknowledged = "
+                                               "on disk, the default) or fast (no fsync per commit).")
+    ] = "fsync",
     broker: TempBrokerOption = None,
     json: JsonOption = False,
     out: OutOption = None,
@@ -336,6 +340,10 @@ def ingest(
               ("--batch-connections", batch_connections, 1), ("--warmup", warmup, 0))
     if batch > 1000:
         fail(f"--batch must be <= 1000 (the server's events per request), got {batch}")
+    if durability not in ("fsync", "fast"):
+        fail(f"--durability must be fsync or fast, got {durability!r}")
+    if broker is not None and durability != "fsync":
+        fail("--durability is the temporary embedded log's: with --broker, put ?durability=fast in its URL")
     for name, number in (("--rate", rate), ("--duration", duration)):
         if number <= 0:
             fail(f"{name} must be > 0, got {number:g}")
@@ -350,7 +358,7 @@ def ingest(
 
     result = run(events=events, rate=rate, duration_s=duration, warmup_s=warmup, batch=batch,
                  connections=connections, batch_connections=batch_connections, broker=broker,
-                 progress=None if json else lambda msg: err_console.print(f"[dim]{msg}[/]"))
+                 durability=durability, progress=None if json else lambda msg: err_console.print(f"[dim]{msg}[/]"))
     _emit(result, json=json, out=out, render=render_ingest_table)
     if not result["single"]["counts"]["ok"] or not result["batched"]["counts"]["ok"]:
         raise typer.Exit(1)
