@@ -78,6 +78,8 @@ CALLS = [
     Call("GET", "/v1/predict/{model}/stats", "/v1/predict/fraud/stats", "read:fraud"),
     Call("GET", "/v1/results/{request_id}", "/v1/results/req-1", "read:fraud"),
     Call("GET", "/v1/results/stream", "/v1/results/stream?until_s=0.05", "read:*"),
+    Call("GET", "/v1/dashboard/snapshot", "/v1/dashboard/snapshot", "read:*"),
+    Call("GET", "/v1/dashboard/stream", "/v1/dashboard/stream?max_events=1", "read:*"),
     Call("GET", "/", "/", ANY),
     Call("GET", "/subjects", "/subjects", "read:*"),
     Call("POST", "/subjects/{subject}", "/subjects/s", "read:s", BODY),

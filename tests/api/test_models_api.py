@@ -249,9 +249,11 @@ def test_serve_serves_the_data_dirs_model_registry(tmp_path: Path) -> None:
         env=env, cwd=Path(__file__).resolve().parents[2])
     try:
         assert proc.stdout is not None
-        lines = [proc.stdout.readline() for _ in range(3)]
+        lines = [proc.stdout.readline()]
         url = lines[0].split(" at ", 1)[1].split()[0]
-        assert f"models at {url}/v1/models (registry {default_registry_path(url_of_log)})" in lines[2]
+        while "models at" not in lines[-1] and len(lines) < 10:
+            lines.append(proc.stdout.readline())
+        assert f"models at {url}/v1/models (registry {default_registry_path(url_of_log)})" in lines[-1]
         with urllib.request.urlopen(f"{url}/v1/models/fraud/versions/2", timeout=10) as r:
             assert orjson.loads(r.read())["aliases"] == ["champion"]
         with urllib.request.urlopen(f"{url}/v1/models", timeout=10) as r:

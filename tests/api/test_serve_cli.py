@@ -78,8 +78,6 @@ def test_bad_arguments_are_one_line_errors(
     _one_line_error(capsys, ["--broker", "memory://", "--app", "nope_module:app"], "--app", "nope_module")
     _one_line_error(capsys, ["--broker", "memory://", "--app", "tests.api.sample"], "module:attribute")
     _one_line_error(capsys, ["--broker", "memory://", "--app", "tests.api.sample:views"], "not an eventml App")
-    _one_line_error(capsys, ["--broker", "memory://", "--app", "tests.api.sample:bare"],
-                    "materializes no feature view")
     _one_line_error(capsys, ["--broker", "memory://", "--views", "tests.api.sample:app"], "--views")
     _one_line_error(capsys, ["--broker", "memory://", "--views-db", "x"], "--views-db needs --views")
 

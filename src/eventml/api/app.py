@@ -12,8 +12,9 @@ code 404. API docs are at ``/docs``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -21,7 +22,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from eventml.api.auth import SCHEMAS_PREFIX, Authorizer, RateLimit
+from eventml.api.auth import PUBLIC_PATHS, SCHEMAS_PREFIX, Authorizer, RateLimit
 from eventml.api.dlq import DeadLettersRouter
 from eventml.api.errors import (
     INVALID_REQUEST,
@@ -35,6 +36,7 @@ from eventml.api.errors import (
 from eventml.api.features import REFRESH_INTERVAL_S, FeatureRefresher, features_router
 from eventml.api.ingest import IngestLimits, ingest_router
 from eventml.api.models import models_router
+from eventml.api.openapi import complete as complete_spec
 from eventml.api.predict import AsyncConfig, predict_router
 from eventml.api.topics import topics_router
 from eventml.api.views import ServedView, ViewsRouter
@@ -46,6 +48,13 @@ from eventml.observe.http import CONTENT_TYPE, MetricsMiddleware, ServiceMetrics
 from eventml.schema.registry import SchemaRegistry
 from eventml.security import KeyStore
 
+if TYPE_CHECKING:
+    from eventml.engine import App
+    from eventml.security.jwt import JwtVerifier
+
+_SERVICE_PATHS = frozenset({"/metrics", "/healthz", "/readyz", "/docs", "/redoc", "/openapi.json"})
+"""Paths outside /v1 that are the service's own, not the schema registry's."""
+
 
 def create_app(
     *,
@@ -56,12 +65,16 @@ def create_app(
     freeze_gc: bool = False,
     title: str = "eventml",
     keys: KeyStore | None = None,
+    jwt: JwtVerifier | None = None,
     rate_limit: RateLimit | None = None,
     log: Log | None = None,
     ingest_limits: IngestLimits | None = None,
     models: ModelRegistry | None = None,
     predict: AsyncConfig | None = None,
     predict_worker: bool = False,
+    pipeline: App | None = None,
+    dashboard: bool = True,
+    worker_metrics: Sequence[str] = (),
 ) -> FastAPI:
     """The service: ``registry``'s routes (if given), ``features`` (online stores by view
     name) under ``/v1/features``, ``views`` under ``/v1/views``.
@@ -75,7 +88,10 @@ def create_app(
 
     With ``keys`` every route but the docs needs an API key whose scopes allow the
     request (:mod:`eventml.api.auth`), at most ``rate_limit`` requests a second per key.
-    Without, the service is open, as a local schema registry usually is.
+    With ``jwt`` (a :class:`~eventml.security.jwt.JwtVerifier`), bearer JWTs of the
+    configured issuer and audience are accepted as well (or instead, without ``keys``), their
+    ``scope`` claim read as a key's scopes.
+    Without either, the service is open, as a local schema registry usually is.
 
     With ``log``, ``POST /v1/topics/{topic}/events`` appends to it
     (:mod:`eventml.api.ingest`, within ``ingest_limits``, validated against ``registry``'s
@@ -92,6 +108,12 @@ def create_app(
     ``predict`` (default :class:`~eventml.api.predict.AsyncConfig`), scored by a worker thread
     of this process when ``predict_worker``, else by ``eventml run`` of
     :func:`~eventml.api.predict.worker_app`.
+
+    With ``log`` and ``dashboard``, a browser opening ``/`` gets the live dashboard
+    (:mod:`eventml.api.dashboard`; ``pipeline``: the app whose topology, consumer group and
+    alerts it shows; ``worker_metrics``: its workers' metrics endpoints, as ``eventml run
+    --metrics-port`` prints them, scraped for processing and model latency); its data is
+    under ``/v1/dashboard``, the log's gauges on ``/metrics``.
     """
     from importlib.metadata import PackageNotFoundError, version
 
@@ -116,7 +138,8 @@ def create_app(
                 await task
             served_views.close()
 
-    authorizer = None if keys is None else Authorizer(keys, rate_limit=rate_limit)
+    authorizer = (None if keys is None and jwt is None
+                  else Authorizer(keys, rate_limit=rate_limit, jwt=jwt))
     app = FastAPI(
         dependencies=[] if authorizer is None else [Depends(authorizer.guard)],
         title=title,
@@ -151,6 +174,11 @@ def create_app(
     metrics = ServiceMetrics()
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.state.metrics = metrics
+    if log is not None and dashboard:  # the page at / for browsers, /v1/dashboard, log gauges
+        from eventml.api.dashboard import mount_dashboard
+
+        mount_dashboard(app, log, pipeline=pipeline, models=models, metrics=metrics,
+                        worker_metrics=worker_metrics)
 
     @app.get("/metrics", tags=["health"], summary="Prometheus metrics (text exposition format)",
              response_class=Response, responses={200: {"content": {CONTENT_TYPE: {}}}})
@@ -173,14 +201,35 @@ def create_app(
     app.state.authorizer = authorizer
     registry_paths = registry is not None
 
+    def on_registry_path(path: str) -> bool:
+        return registry_paths and path not in _SERVICE_PATHS and (
+            not path.startswith("/v1") or path.startswith(SCHEMAS_PREFIX))
+
     def media(request: Request) -> type[Response]:
         """The registry's media type on its paths when it is served, else plain JSON."""
-        path = request.url.path
-        if registry_paths and (not path.startswith("/v1") or path.startswith(SCHEMAS_PREFIX)):
+        if on_registry_path(request.url.path):
             from eventml.schema.api import RegistryJSONResponse
 
             return RegistryJSONResponse
         return JSONResponse
+
+    def error_media_type(path: str) -> str:
+        if on_registry_path(path):
+            from eventml.schema.api import CONTENT_TYPE as REGISTRY_TYPE
+
+            return REGISTRY_TYPE
+        return "application/json"
+
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's spec plus the errors the app around the routes answers."""
+        if app.openapi_schema is None:
+            app.openapi_schema = complete_spec(generate(), secured=authorizer is not None,
+                                               public=PUBLIC_PATHS, media_type=error_media_type)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     async def http_error(request: Request, exc: Exception) -> Response:
         if not isinstance(exc, HTTPException):

@@ -27,9 +27,12 @@ from starlette.requests import Request
 
 from eventml.api.errors import ApiHTTPError
 from eventml.security import ApiKey, AuthError, KeyStore, is_resource_name
+from eventml.security.keys import looks_like_jwt
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from eventml.security.jwt import JwtVerifier
 
 log = logging.getLogger("eventml.api.auth")
 
@@ -94,6 +97,10 @@ ROUTE_POLICY: dict[tuple[str, str], Policy] = {
     ("GET", "/v1/predict/{model}/stats"): ("any", None),
     ("GET", "/v1/results/{request_id}"): ("any", None),  # read on the request's model, in the handler
     ("GET", "/v1/results/stream"): ("read", None),  # every model's results
+    # the dashboard's data names topics, groups and models: read:* (its HTML page and assets at
+    # / and /dashboard/static hold no data and are public: see eventml.api.dashboard)
+    ("GET", "/v1/dashboard/snapshot"): ("read", None),
+    ("GET", "/v1/dashboard/stream"): ("read", None),
     **REGISTRY_POLICY,
     # the root "/" is the registry's "is it up?": under the prefix it is "/v1/schemas/"
     **{(method, SCHEMAS_PREFIX + path): policy for (method, path), policy in REGISTRY_POLICY.items()},
@@ -135,9 +142,12 @@ class _Buckets:
 class Authorizer:
     """Checks requests against ``keys`` (see the module docstring)."""
 
-    def __init__(self, keys: KeyStore, *, rate_limit: RateLimit | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, keys: KeyStore | None, *, rate_limit: RateLimit | None = None,
+                 clock: Callable[[], float] = time.monotonic, jwt: JwtVerifier | None = None) -> None:
+        if keys is None and jwt is None:
+            raise ValueError("an Authorizer needs a key store, a JWT verifier or both")
         self.keys = keys
+        self.jwt = jwt
         self._buckets = None if rate_limit is None else _Buckets(rate_limit, clock)
 
     def authenticate(self, request: Request) -> ApiKey:
@@ -151,9 +161,9 @@ class Authorizer:
         scheme, _, token = header.strip().partition(" ")
         if scheme.lower() not in _SCHEMES or not token.strip():
             raise ApiHTTPError(401, UNAUTHENTICATED, "the Authorization header must be "
-                               "'Bearer <key>' or 'ApiKey <key>'", _CHALLENGE)
+                               "'Bearer <key or JWT>' or 'ApiKey <key>'", _CHALLENGE)
         try:
-            key = self.keys.authenticate(token.strip())
+            key = self._verify(token.strip())
         except AuthError as e:
             log.info("eventml api: key refused (%s%s) for %s %s", e.reason,
                      f", id {e.key_id}" if e.key_id else "", request.method, request.url.path)
@@ -166,6 +176,13 @@ class Authorizer:
                                    f"retry in {wait:.2f} s",
                                    {"Retry-After": str(max(1, math.ceil(wait)))})
         return key
+
+    def _verify(self, token: str) -> ApiKey:
+        if self.jwt is not None and looks_like_jwt(token):
+            return self.jwt.verify(token)
+        if self.keys is None:
+            raise AuthError("malformed")
+        return self.keys.authenticate(token)
 
     def authorize(self, request: Request, operation: str, resource: str | None) -> ApiKey:
         """The request's key, if it may do ``operation`` on ``resource`` (None: every one)."""

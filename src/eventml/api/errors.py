@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse as StarletteJSONResponse
 from starlette.responses import Response
 
 log = logging.getLogger("eventml.api")
@@ -32,8 +33,9 @@ SERVICE_UNAVAILABLE = 50302
 _INTERNAL_MESSAGE = "Internal server error: the request failed; see the server log"
 
 
-class JSONResponse(Response):
-    """``application/json`` rendered with orjson (non-finite floats become ``null``)."""
+class JSONResponse(StarletteJSONResponse):
+    """``application/json`` rendered with orjson (non-finite floats become ``null``). A
+    subclass of Starlette's, so the OpenAPI spec documents routes' return types as JSON."""
 
     media_type = "application/json"
 

@@ -4,7 +4,8 @@ topics, consumer lag, dead letters and the model registry (``--models``, default
 models.
 
 ``--app module:app`` serves the feature views the app materializes
-(:func:`eventml.features.materialize`), read from their online topics;
+(:func:`eventml.features.materialize`), read from their online topics, and gives the
+dashboard at ``/`` the app's topology and consumer group;
 ``--views module:attr`` serves read models from their tables (as ``eventml views run``
 keeps them, in ``<data dir>/views/NAME.sqlite`` or ``--views-db``).
 """
@@ -64,16 +65,44 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _url(sock: socket.socket) -> str:
+def _url(sock: socket.socket, scheme: str = "http") -> str:
     host, port = sock.getsockname()[:2]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
-def _log_config(level: str) -> dict[str, Any]:
-    """uvicorn's logging, plus eventml's own loggers (server-side errors) on stderr."""
+def _tls(cert: str | None, key: str | None) -> dict[str, str]:
+    """uvicorn's TLS settings, or one line saying what is missing."""
+    if cert is None and key is None:
+        return {}
+    if cert is None or key is None:
+        fail("TLS needs both --tls-cert and --tls-key (PEM files)")
+    import ssl
+
+    try:  # load once here: a bad file is one line now, not a traceback in uvicorn
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as e:
+        fail(f"--tls-cert {cert} / --tls-key {key}: {getattr(e, 'strerror', None) or e}")
+    return {"ssl_certfile": cert, "ssl_keyfile": key}
+
+
+def _found(fast: str, fallback: str) -> str:
+    """``fast`` (httptools, uvloop: the serve extra) when it can be imported, else
+    ``fallback`` (uvicorn's pure-Python h11, asyncio): said, not left to uvicorn's "auto"."""
+    import importlib.util
+
+    return fast if importlib.util.find_spec(fast) is not None else fallback
+
+
+def _log_config(level: str, log_format: str = "text") -> dict[str, Any]:
+    """uvicorn's logging, plus eventml's own loggers (server-side errors) on stderr;
+    ``log_format="json"``: every line (access log included) one JSON object."""
     from uvicorn.config import LOGGING_CONFIG
 
     config = copy.deepcopy(LOGGING_CONFIG)
+    if log_format == "json":
+        from eventml.observe.logging import uvicorn_formatters
+
+        config["formatters"] = uvicorn_formatters("json")
     config["loggers"]["eventml"] = {
         "handlers": ["default"],
         "level": "DEBUG" if level in ("debug", "trace") else "INFO",
@@ -82,18 +111,23 @@ def _log_config(level: str) -> dict[str, Any]:
     return config
 
 
-def _load_app(spec: str) -> App:
-    from eventml.engine import load_app
-    from eventml.features import materialized
+def _tracing_from_env() -> None:
+    """Spans exported as ``$OTEL_TRACES_EXPORTER`` says (console, otlp), if set."""
+    from eventml.observe.tracing import configure_from_env
 
     try:
-        app = load_app(spec)
+        configure_from_env()
+    except (ImportError, ValueError) as e:
+        fail(f"tracing: {e}")
+
+
+def _load_app(spec: str) -> App:
+    from eventml.engine import load_app
+
+    try:
+        return load_app(spec)
     except ValueError as e:
         fail(f"--app: {e}")
-    if not materialized(app):
-        fail(f"--app {spec}: app {app.name!r} materializes no feature view "
-             "(add one with eventml.features.materialize(app, view))")
-    return app
 
 
 def _load_views(spec: str) -> Views:
@@ -158,7 +192,8 @@ def serve(
     app_spec: Annotated[
         str | None,
         typer.Option("--app", "-a", show_default=False,
-                     help="Serve the feature views this app materializes (module:attribute)."),
+                     help="An app (module:attribute): the dashboard shows its topology; the "
+                          "feature views it materializes are served."),
     ] = None,
     views_spec: Annotated[
         str | None,
@@ -174,6 +209,10 @@ def serve(
     log_level: Annotated[
         str, typer.Option(help="Server log level: critical, error, warning, info, debug or trace.")
     ] = "info",
+    log_format: Annotated[
+        str, typer.Option(help="Log lines as text or json (one object per line, access log "
+                               "included; API keys masked).")
+    ] = "text",
     auth: Annotated[
         bool, typer.Option("--auth/--no-auth",
                            help="Require an API key (eventml keys create) on every request but /docs.")
@@ -194,19 +233,60 @@ def serve(
                      help="The model registry served under /v1/models (default: <data dir>/models, "
                           f"or ${MODELS_ENV_VAR}; never created by the server)."),
     ] = None,
+    tls_cert: Annotated[
+        str | None, typer.Option("--tls-cert", show_default=False,
+                                 help="Serve HTTPS with this certificate chain (PEM); with --tls-key.")
+    ] = None,
+    tls_key: Annotated[
+        str | None, typer.Option("--tls-key", show_default=False,
+                                 help="The certificate's private key (PEM).")
+    ] = None,
+    jwt_issuer: Annotated[
+        str | None, typer.Option("--jwt-issuer", show_default=False,
+                                 help="Accept bearer JWTs from this issuer (iss) as well as API keys.")
+    ] = None,
+    jwt_audience: Annotated[
+        str | None, typer.Option("--jwt-audience", show_default=False,
+                                 help="The audience (aud) every JWT must name: this service.")
+    ] = None,
+    jwt_key: Annotated[
+        str | None, typer.Option("--jwt-key", show_default=False,
+                                 help="The issuer's public key (PEM file) for RS/PS/ES/EdDSA tokens; "
+                                      "an HS* secret comes from $EVENTML_JWT_SECRET.")
+    ] = None,
+    jwt_algorithm: Annotated[
+        list[str] | None, typer.Option("--jwt-algorithm", show_default=False,
+                                       help="Pinned signature algorithm (repeat for several; "
+                                            "default RS256). 'none' is never accepted.")
+    ] = None,
     predict_worker: Annotated[
         bool, typer.Option("--predict-worker/--no-predict-worker",
                            help="Score /v1/predict/MODEL/async requests in this process (else "
                                 "'eventml run' an app made by eventml.api.predict.worker_app).")
     ] = True,
+    worker_metrics: Annotated[
+        list[str] | None, typer.Option("--worker-metrics", show_default=False,
+                                       help="A worker's metrics URL (as 'eventml run --metrics-port' "
+                                            "prints it; repeat for each worker): the dashboard "
+                                            "shows their processing and model latency.")
+    ] = None,
 ) -> None:
     """Serve the schema registry (Confluent-compatible REST API) kept in the log's _schemas
     topic; with --app, the app's online features; with --views, read models."""
     level = log_level.lower()
     if level not in LOG_LEVELS:
         fail(f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
+    if log_format not in ("json", "text"):
+        fail(f"--log-format must be json or text, got {log_format!r}")
+    _tracing_from_env()
     if views_db is not None and views_spec is None:
         fail("--views-db needs --views (the read models to serve)")
+    from eventml.observe.scrape import metrics_url
+
+    try:
+        scraped = [metrics_url(u) for u in worker_metrics or []]
+    except ValueError as e:
+        fail(f"--worker-metrics: {e}")
     try:
         import uvicorn
 
@@ -227,8 +307,12 @@ def serve(
         if not key_store.list():
             fail(f"--auth: no API keys in {key_store.path}: create one first with "
                  "'eventml keys create NAME --scope read:*'")
-    elif rate_limit is not None or keys is not None:
-        fail("--rate-limit and --keys apply to --auth: add --auth")
+    elif keys is not None or (rate_limit is not None and jwt_issuer is None):
+        fail("--rate-limit and --keys apply to --auth (or JWTs, --jwt-issuer): add --auth")
+    from eventml.cli._jwt import jwt_verifier
+
+    verifier = jwt_verifier(jwt_issuer, jwt_audience, jwt_key, jwt_algorithm)
+    tls = _tls(tls_cert, tls_key)
     model_registry = ModelRegistry(models or default_registry_path(url_of_log))
     if models is not None and not model_registry.exists:
         fail(f"--models {models}: no model registry there (the first 'eventml models register "
@@ -243,7 +327,7 @@ def serve(
 
         features = online_stores(log, materialized(app)) if app is not None else {}
         served = _served_views(views, files, log) if views is not None else []
-        url = _url(sock)
+        url = _url(sock, "https" if tls else "http")
         typer.echo(f"eventml: schema registry at {url} (API docs: {url}/docs), log {url_of_log}")
         for name, store in features.items():
             typer.echo(f"eventml: features {name!r} at {url}/v1/features/{name}?keys=KEY "
@@ -253,10 +337,15 @@ def serve(
             ready = "" if _has_table(v) else ", no table yet: run 'eventml views run'"
             typer.echo(f"eventml: view {name!r} at {url}/v1/views/{name}/rows/KEY "
                        f"(table {v.location}{ready})")
-        if key_store is not None:
+        if verifier is not None:
+            typer.echo(f"eventml: bearer JWTs accepted (iss {verifier.settings.issuer!r}, aud "
+                       f"{verifier.settings.audience!r}, {', '.join(verifier.algorithms)}; scopes "
+                       "from the scope claim)")
+        if key_store is not None or verifier is not None:
             limit = None if rate_limit is None else RateLimit(rate_limit, max(1, round(2 * rate_limit)))
-            typer.echo(f"eventml: API keys required (store {key_store.path}"
-                       f"{f', {rate_limit:g} requests/s per key' if limit else ''})")
+            if key_store is not None:
+                typer.echo(f"eventml: API keys required (store {key_store.path}"
+                           f"{f', {rate_limit:g} requests/s per key' if limit else ''})")
             typer.echo(f"eventml: ingest at {url}/v1/topics/TOPIC/events "
                        "(Authorization: Bearer eml_..., a produce:TOPIC key)")
         else:
@@ -266,6 +355,10 @@ def serve(
                        "topics, dead letters and models; ingest, dead-letter replays and alias "
                        "changes need --auth")
         there = "" if model_registry.exists else ", none yet: 'eventml models register' creates it"
+        shown = f"app {app.name!r}: topology, lag, alerts" if app is not None else "no --app"
+        typer.echo(f"eventml: dashboard at {url}/ ({shown}; data at {url}/v1/dashboard/snapshot)")
+        if scraped:
+            typer.echo(f"eventml: dashboard latency from the workers' metrics at {', '.join(scraped)}")
         typer.echo(f"eventml: topics, lag and dead letters at {url}/v1/topics, models at "
                    f"{url}/v1/models (registry {model_registry.root}{there})")
         scored = "scored here" if predict_worker else "scored by a worker_app under 'eventml run'"
@@ -273,8 +366,9 @@ def serve(
                    f"{url}/v1/predict/MODEL/async ({scored}; results at {url}/v1/results/ID)")
         config = uvicorn.Config(
             create_app(registry=registry, features=features, views=served, freeze_gc=True,
-                       keys=key_store, rate_limit=limit, log=log, models=model_registry,
-                       predict_worker=predict_worker),
-            log_level=level, log_config=_log_config(level), server_header=False,
+                       keys=key_store, jwt=verifier, rate_limit=limit, log=log, models=model_registry,
+                       predict_worker=predict_worker, pipeline=app, worker_metrics=scraped),
+            log_level=level, log_config=_log_config(level, log_format), server_header=False,
+            http=_found("httptools", "h11"), loop=_found("uvloop", "asyncio"), **tls,  # type: ignore[arg-type]
         )
         uvicorn.Server(config).run(sockets=[sock])

@@ -50,11 +50,12 @@ from urllib.parse import unquote
 import orjson
 
 try:
-    from fastapi import APIRouter, Depends, FastAPI, Query, Request
+    from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.routing import APIRoute
     from starlette.exceptions import HTTPException
     from starlette.requests import ClientDisconnect
+    from starlette.responses import JSONResponse as StarletteJSONResponse
     from starlette.responses import Response
     from starlette.routing import Match
     from starlette.types import Scope
@@ -63,6 +64,8 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
         f"the schema registry REST API needs FastAPI ({e}): pip install 'eventml[serve]'"
     ) from e
 
+from eventml.schema.compat import LEVELS
+from eventml.schema.core import MODES
 from eventml.schema.errors import (
     CompatibilityNotConfigured,
     InvalidCompatibilityLevel,
@@ -89,8 +92,9 @@ _LATEST = ("latest", "-1")
 _INTERNAL = "Internal server error: the registry failed to handle the request; see the server log"
 
 
-class RegistryJSONResponse(Response):
-    """JSON in Confluent's media type."""
+class RegistryJSONResponse(StarletteJSONResponse):
+    """JSON in Confluent's media type (a JSON response to FastAPI: the OpenAPI spec
+    documents the routes' return types)."""
 
     media_type = CONTENT_TYPE
 
@@ -276,9 +280,9 @@ def _page(items: list[Any], offset: int, limit: int) -> list[Any]:
     return items[start:] if limit < 0 else items[start : start + limit]
 
 
-def _body_doc(example: dict[str, Any]) -> dict[str, Any]:
+def _body_doc(example: dict[str, Any], schema: dict[str, Any] | None = None) -> dict[str, Any]:
     """OpenAPI for a JSON body the endpoint reads itself (so /docs can send it)."""
-    content = {"schema": {"type": "object"}, "example": example}
+    content = {"schema": schema or {"type": "object"}, "example": example}
     return {
         "requestBody": {
             "required": True,
@@ -287,7 +291,22 @@ def _body_doc(example: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-_SCHEMA_DOC = _body_doc({"schema": '{"type": "string"}', "schemaType": "AVRO", "references": []})
+_SCHEMA_DOC = _body_doc(
+    {"schema": '{"type": "string"}', "schemaType": "AVRO", "references": []},
+    {"type": "object", "required": ["schema"], "properties": {
+        "schema": {"type": "string", "description": "The schema's text (it must parse)"},
+        "schemaType": {"enum": ["AVRO", "JSON"]},
+        "references": {"type": "array", "items": {"type": "object", "required": ["name", "subject", "version"],
+                                                  "properties": {"name": {"type": "string"},
+                                                                 "subject": {"type": "string"},
+                                                                 "version": {"type": "integer"}}}}}})
+# the documented forms; compatibilityLevel is accepted for compatibility too
+_LEVEL_DOC = _body_doc({"compatibility": "BACKWARD"}, {
+    "type": "object", "required": ["compatibility"], "additionalProperties": False,
+    "properties": {"compatibility": {"enum": list(LEVELS)}}})
+_MODE_DOC = _body_doc({"mode": "READWRITE"}, {
+    "type": "object", "required": ["mode"], "additionalProperties": False,
+    "properties": {"mode": {"enum": list(MODES)}}})
 
 
 # -- the endpoints ---------------------------------------------------------------------
@@ -296,6 +315,9 @@ _Deleted = Annotated[bool, Query(description="Include soft-deleted subjects or v
 _Permanent = Annotated[bool, Query(description="Hard delete (after a soft delete).")]
 _Normalize = Annotated[bool, Query(description="Accepted; schemas are always compared normalized.")]
 _Offset = Annotated[int, Query(ge=0)]
+# documented, checked by the registry itself (Confluent's 42202 for a bad version)
+_Version = Annotated[str, Path(json_schema_extra={"pattern": "^(latest|-1|[1-9][0-9]{0,8})$"},
+                               description="A version number, -1 or latest (the newest live one)")]
 _Limit = Annotated[int, Query(description="Page size; -1 for all.")]
 _DeletedOnly = Annotated[bool, Query(alias="deletedOnly")]
 _DeletedOnlySnake = Annotated[bool, Query(alias="deleted_only", include_in_schema=False)]
@@ -379,18 +401,18 @@ def router(registry: SchemaRegistry, prefix: str = "") -> APIRouter:
         return _page(found, offset, limit)
 
     @api.get("/subjects/{subject}/versions/{version}")
-    def get_version(subject: str, version: str, deleted: _Deleted = False) -> dict[str, Any]:
+    def get_version(subject: str, version: _Version, deleted: _Deleted = False) -> dict[str, Any]:
         """One version (a number or ``latest``): subject, version, id, schema(, schemaType)."""
         return _fresh(registry, lambda: registry.version(subject, version, deleted=deleted)).to_json()
 
     @api.get("/subjects/{subject}/versions/{version}/schema")
-    def get_version_schema(subject: str, version: str, deleted: _Deleted = False) -> Response:
+    def get_version_schema(subject: str, version: _Version, deleted: _Deleted = False) -> Response:
         """The schema text of one version, as registered."""
         text = _fresh(registry, lambda: registry.version(subject, version, deleted=deleted)).schema.schema
         return Response(text.encode(), media_type=CONTENT_TYPE)
 
     @api.get("/subjects/{subject}/versions/{version}/referencedby")
-    def referenced_by(subject: str, version: str, offset: _Offset = 0, limit: _Limit = -1) -> list[int]:
+    def referenced_by(subject: str, version: _Version, offset: _Offset = 0, limit: _Limit = -1) -> list[int]:
         """Ids of the live schemas whose references name this version."""
         target = _fresh(registry, lambda: registry.version(subject, version))
         ids = {
@@ -402,7 +424,7 @@ def router(registry: SchemaRegistry, prefix: str = "") -> APIRouter:
         return _page(sorted(ids), offset, limit)
 
     @api.delete("/subjects/{subject}/versions/{version}")
-    def delete_version(subject: str, version: str, permanent: _Permanent = False) -> int:
+    def delete_version(subject: str, version: _Version, permanent: _Permanent = False) -> int:
         """Soft-delete one version (``permanent=true`` after that: remove it)."""
         return registry.delete_version(subject, version, permanent=permanent)
 
@@ -453,7 +475,7 @@ def router(registry: SchemaRegistry, prefix: str = "") -> APIRouter:
 
     @api.post("/compatibility/subjects/{subject}/versions/{version}", openapi_extra=_SCHEMA_DOC)
     def test_compatibility(
-        subject: str, version: str, body: _JsonBody, verbose: bool = False, normalize: _Normalize = False
+        subject: str, version: _Version, body: _JsonBody, verbose: bool = False, normalize: _Normalize = False
     ) -> dict[str, Any]:
         """Could this schema follow that version (``latest``: the newest live one)?"""
         req = _SchemaRequest.from_body(body)
@@ -484,7 +506,7 @@ def router(registry: SchemaRegistry, prefix: str = "") -> APIRouter:
         """The global compatibility level."""
         return {"compatibilityLevel": registry.compatibility()}
 
-    @api.put("/config", openapi_extra=_body_doc({"compatibility": "BACKWARD"}))
+    @api.put("/config", openapi_extra=_LEVEL_DOC)
     def set_global_config(body: _JsonBody) -> dict[str, Any]:
         """Set the global compatibility level."""
         level = _string_field(body, _LEVEL_FIELDS, InvalidCompatibilityLevel, _LEVEL_EXAMPLE)
@@ -496,7 +518,7 @@ def router(registry: SchemaRegistry, prefix: str = "") -> APIRouter:
         level = _fresh(registry, lambda: registry.compatibility(subject, default_to_global=default_to_global))
         return {"compatibilityLevel": level}
 
-    @api.put("/config/{subject}", openapi_extra=_body_doc({"compatibility": "BACKWARD"}))
+    @api.put("/config/{subject}", openapi_extra=_LEVEL_DOC)
     def set_subject_config(subject: str, body: _JsonBody) -> dict[str, Any]:
         """Set the subject's compatibility level."""
         level = _string_field(body, _LEVEL_FIELDS, InvalidCompatibilityLevel, _LEVEL_EXAMPLE)
@@ -512,7 +534,7 @@ def router(registry: SchemaRegistry, prefix: str = "") -> APIRouter:
         """The global mode: READWRITE, READONLY, READONLY_OVERRIDE or IMPORT."""
         return {"mode": registry.mode()}
 
-    @api.put("/mode", openapi_extra=_body_doc({"mode": "READWRITE"}))
+    @api.put("/mode", openapi_extra=_MODE_DOC)
     def set_global_mode(body: _JsonBody, force: bool = False) -> dict[str, Any]:
         """Set the global mode (IMPORT over existing subjects needs ``force=true``)."""
         mode = _string_field(body, ("mode",), InvalidMode, _MODE_EXAMPLE)
@@ -523,7 +545,7 @@ def router(registry: SchemaRegistry, prefix: str = "") -> APIRouter:
         """The subject's mode (40409 if it has none, unless defaultToGlobal)."""
         return {"mode": _fresh(registry, lambda: registry.mode(subject, default_to_global=default_to_global))}
 
-    @api.put("/mode/{subject}", openapi_extra=_body_doc({"mode": "READWRITE"}))
+    @api.put("/mode/{subject}", openapi_extra=_MODE_DOC)
     def set_subject_mode(subject: str, body: _JsonBody, force: bool = False) -> dict[str, Any]:
         """Set the subject's mode."""
         mode = _string_field(body, ("mode",), InvalidMode, _MODE_EXAMPLE)

@@ -35,6 +35,11 @@ _RESOURCE = re.compile(r"[A-Za-z0-9._-]{1,249}")
 AuthFailure = Literal["malformed", "unknown", "revoked", "expired"]
 
 
+def looks_like_jwt(token: str) -> bool:
+    """Three dot-separated parts: a JWT (an eventml API key is ``eml_<id>_<secret>``)."""
+    return token.count(".") == 2 and not token.startswith("eml_")
+
+
 class ScopeError(ValueError):
     """A scope that does not parse (the message says the grammar)."""
 
