@@ -38,6 +38,8 @@ from eventml.log import Log, LogError
 from eventml.ml.control import move_alias
 from eventml.ml.records import CONTROL_TOPIC
 from eventml.ml.registry import (
+    ALIAS_PATTERN,
+    NAME_PATTERN,
     InvalidModelName,
     ModelNotFound,
     ModelRegistry,
@@ -89,6 +91,11 @@ _READ_ERRORS = (*COMMON_ERRORS, (404, "No such model or version"),
                 (422, "Invalid model name or query"))
 
 _Version = Annotated[int, Path(ge=1, le=MAX_VERSION, description="The version number.")]
+# the registry's name rules, documented (the registry checks them: 422 with its message)
+_Name = Annotated[str, Path(json_schema_extra={"pattern": f"^{NAME_PATTERN.pattern}$"},
+                            description="The model's name.")]
+_Alias = Annotated[str, Path(json_schema_extra={"pattern": f"^{ALIAS_PATTERN.pattern}$"},
+                             description="The alias (e.g. champion).")]
 
 
 def _on_registry(read: Callable[[], T]) -> T:
@@ -148,7 +155,7 @@ def models_router(registry: ModelRegistry, log: Log | None, *, writable: bool) -
         200: {"description": "The model's versions (newest first) and aliases",
               **json_content(_MODEL)}, **error_responses(*_READ_ERRORS)})
     def get_model(
-        name: str,
+        name: _Name,
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Versions per page.")] = 100,
         offset: Annotated[int, Query(ge=0, le=MAX_VERSION, description="Versions to skip.")] = 0,
     ) -> Response:
@@ -165,7 +172,7 @@ def models_router(registry: ModelRegistry, log: Log | None, *, writable: bool) -
     @api.get("/{name}/versions/{version}", responses={
         200: {"description": "One version's metadata", **json_content(_VERSION)},
         **error_responses(*_READ_ERRORS)})
-    def get_version(name: str, version: _Version) -> Response:
+    def get_version(name: _Name, version: _Version) -> Response:
         """One version: flavor, features, metrics, training data, aliases, artifact digest."""
         try:
             found = _on_registry(lambda: registry.get(name, version))
@@ -201,7 +208,7 @@ def models_router(registry: ModelRegistry, log: Log | None, *, writable: bool) -
                                      (413, "Body too large"),
                                      (422, "Invalid name, alias or body"),
                                      (503, "Moved in the registry, not announced: retry"))})
-    async def set_alias(request: Request, name: str, alias: str) -> Response:
+    async def set_alias(request: Request, name: _Name, alias: _Alias) -> Response:
         """Point NAME@ALIAS at a version; running workers switch at their next batch."""
         if not writable:
             raise ApiError(401, UNAUTHENTICATED, NO_KEYS_MESSAGE, _CHALLENGE)
