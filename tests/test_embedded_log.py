@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -537,6 +538,40 @@ def test_a_waiter_on_some_topics_sleeps_through_appends_to_others(tmp_path: Path
     assert child.wait(10) == 0 and time.monotonic() - t0 < 5
     assert log.end_offsets("quiet") == {0: 2}
     log.close()
+
+
+def test_a_fork_waits_for_a_running_checkpoint_and_the_child_starts_clean() -> None:
+    """A fork while the checkpoint thread is inside SQLite could leave the child with
+    SQLite's mutexes held (its first SQLite call hangs): the fork waits for the checkpoint."""
+    from eventml.log.embedded.checkpoint import Checkpointer
+
+    started, release = threading.Event(), threading.Event()
+
+    class SlowCheckpoint:  # stands in for a connection in the middle of a long checkpoint
+        def execute(self, sql: str) -> SlowCheckpoint:
+            started.set()
+            release.wait(5)
+            return self
+
+        def fetchall(self) -> list[Any]:
+            return []
+
+        def close(self) -> None:
+            pass
+
+    c = Checkpointer(lambda: SlowCheckpoint(), interval_s=0.01)  # type: ignore[arg-type, return-value]
+    c.appended()
+    assert started.wait(5)
+    threading.Timer(0.3, release.set).start()
+    t0 = time.monotonic()
+    pid = os.fork()
+    if pid == 0:  # the child: no thread, free locks, a new append would start its own
+        ok = not c._running and c._busy.acquire(timeout=1) and c._lock.acquire(timeout=1)
+        os._exit(0 if ok else 1)
+    waited = time.monotonic() - t0
+    _, status = os.waitpid(pid, 0)
+    assert waited >= 0.25, waited  # the fork waited for the checkpoint to end
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 # -- groups across processes ------------------------------------------------------------------

@@ -12,14 +12,21 @@ unchanged (the WAL is synced at each commit as before, the database by the check
 
 The thread starts with the first append and ends, closing its connection, after
 ``idle_s`` without any.
+
+**Fork.** A process forked while the thread is inside SQLite could inherit SQLite's
+mutexes locked, and its first SQLite call would hang. So a fork waits for a running
+checkpoint to finish (``os.register_at_fork``), and the child starts with no thread and
+fresh locks (its next append starts its own).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from contextlib import suppress
 
@@ -37,9 +44,11 @@ class Checkpointer:
         self._connect = connect
         self.interval_s, self.idle_s = interval_s, idle_s
         self._lock = threading.Lock()
+        self._busy = threading.Lock()  # held while a checkpoint runs: a fork waits for it
         self._dirty = False
         self._running = False
         self.checkpoints = 0
+        _ALL.add(self)
 
     def appended(self) -> None:
         """An append committed: checkpoint within ``interval_s`` (starting the thread)."""
@@ -63,18 +72,42 @@ class Checkpointer:
                 if not dirty:
                     continue
                 quiet_since = time.monotonic()
-                try:
-                    if conn is None:
-                        conn = self._connect()
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                    self.checkpoints += 1
-                except Exception as e:  # the file went away, or is locked: the backstop remains
-                    _log.debug("background checkpoint failed: %s", e)
-                    if conn is not None:
-                        with suppress(sqlite3.Error):
-                            conn.close()
-                    conn = None
+                with self._busy:  # every SQLite call of this thread: a fork waits for it
+                    try:
+                        if conn is None:
+                            conn = self._connect()
+                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                        self.checkpoints += 1
+                    except Exception as e:  # the file went away, or is locked: the backstop remains
+                        _log.debug("background checkpoint failed: %s", e)
+                        if conn is not None:
+                            with suppress(sqlite3.Error):
+                                conn.close()
+                        conn = None
         finally:
             if conn is not None:
-                with suppress(sqlite3.Error):
+                with self._busy, suppress(sqlite3.Error):
                     conn.close()
+
+
+_ALL: weakref.WeakSet[Checkpointer] = weakref.WeakSet()
+
+
+def _before_fork() -> None:
+    for c in list(_ALL):
+        c._busy.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    for c in list(_ALL):
+        c._busy.release()
+
+
+def _after_fork_in_child() -> None:
+    for c in list(_ALL):  # the thread did not come along: nothing runs, nothing is held
+        c._lock, c._busy = threading.Lock(), threading.Lock()
+        c._running = c._dirty = False
+
+
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                    after_in_child=_after_fork_in_child)

@@ -128,6 +128,7 @@ _SHARED: dict[str, _Shared] = {}
 _SHARED_LOCK = threading.Lock()
 
 
+
 def _shared_for(db_path: str) -> _Shared:
     with _SHARED_LOCK:
         return _SHARED.setdefault(db_path, _Shared())
