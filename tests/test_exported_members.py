@@ -25,7 +25,7 @@ PUBLIC = {
     "eventml.testing": [
         "DeliveryReport", "DeliveryViolation", "FakeClock", "KafkaBroker", "KafkaUnavailable",
         "MemoryLog", "SequenceReport", "SequenceViolation", "check_delivery", "check_sequences",
-        "PredictionReport", "check_predictions",
+        "PredictionReport", "check_predictions", "serve_app",
     ],
     "eventml.log.embedded": ["Durability", "EmbeddedLog", "open_embedded_log"],
     "eventml.log.kafka": ["KafkaConsumer", "KafkaLog", "open_kafka_log"],

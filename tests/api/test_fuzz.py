@@ -10,8 +10,6 @@ never end (they are tested in test_predict_api.py).
 from __future__ import annotations
 
 import math
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +18,6 @@ from typing import Any
 import pytest
 import requests
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
@@ -32,6 +29,7 @@ from eventml.log import TopicSpec
 from eventml.ml import ModelRegistry
 from eventml.schema.registry import SchemaRegistry
 from eventml.security import KeyStore
+from eventml.testing import serve_app
 
 from .conftest import Served
 from .sample import cards
@@ -77,21 +75,9 @@ def target(served: Served, tmp_path: Path) -> Iterator[Target]:
                      features=online_stores(served.log, materialized(served.app)),
                      views=[sqlite_view(cards, served.db, served.log)], keys=keys,
                      log=served.log, models=models, predict_worker=True)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="critical",
-                                           timeout_graceful_shutdown=2))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started, "uvicorn did not start"
-    port = server.servers[0].sockets[0].getsockname()[1]
     schema = schemathesis.openapi.from_dict(app.openapi())
-    try:
-        yield Target(f"http://127.0.0.1:{port}", schema, admin)
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with serve_app(app, log_level="critical") as url:
+        yield Target(url, schema, admin)
 
 
 def _operations(schema: Any) -> list[Any]:

@@ -14,7 +14,6 @@ import httpx2
 import numpy as np
 import orjson
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from numpy.typing import NDArray
@@ -37,6 +36,7 @@ from eventml.events import from_record
 from eventml.log import Log, open_log
 from eventml.ml.registry import ModelRegistry
 from eventml.security import KeyStore
+from eventml.testing import serve_app
 
 from .test_ingest import read_all
 
@@ -499,45 +499,32 @@ def test_without_a_worker_a_request_stays_pending_on_the_requests_topic(registry
 def test_results_stream_as_server_sent_events(registry: ModelRegistry) -> None:
     log = open_log("memory://")
     app, _ = app_with(registry, log=log, run_worker=True)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                           timeout_graceful_shutdown=2))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    base = f"http://127.0.0.1:{port}"
-    try:
-        with httpx2.Client(base_url=base, timeout=10) as c, \
-                c.stream("GET", "/v1/results/stream?model=fraud", headers=GOOD) as stream:
-            assert stream.status_code == 200
-            assert stream.headers["content-type"].startswith("text/event-stream")
-            lines = stream.iter_lines()
-            assert next(lines) == ": eventml results"
-            posted = []
-            for i in range(3):
-                other = httpx2.post(f"{base}/v1/predict/plain/async", headers=GOOD,  # not streamed
-                                    json={"features": {"amount": 1, "count": i}})
-                assert other.status_code == 202
-                r = httpx2.post(f"{base}/v1/predict/fraud/1/async", headers=GOOD,
-                                json={"features": {"amount": 100.0, "count": i}})
-                posted.append(r.json()["request_id"])
-            events: list[dict[str, Any]] = []
-            block: dict[str, str] = {}
-            for line in lines:
-                if not line:
-                    if block.get("event") == "result":
-                        events.append({"id": block["id"], **orjson.loads(block["data"])})
-                    block = {}
-                    if len(events) == 3:
-                        break
-                elif not line.startswith(":"):
-                    name, _, value = line.partition(": ")
-                    block[name] = value
-        assert [e["id"] for e in events] == posted == [e["request_id"] for e in events]
-        assert [e["scores"][0] for e in events] == pytest.approx([0.1 + 0.1 * i for i in range(3)])
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-    assert not thread.is_alive()
+    with serve_app(app) as base, httpx2.Client(base_url=base, timeout=10) as c, \
+            c.stream("GET", "/v1/results/stream?model=fraud", headers=GOOD) as stream:
+        assert stream.status_code == 200
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        lines = stream.iter_lines()
+        assert next(lines) == ": eventml results"
+        posted = []
+        for i in range(3):
+            other = httpx2.post(f"{base}/v1/predict/plain/async", headers=GOOD,  # not streamed
+                                json={"features": {"amount": 1, "count": i}})
+            assert other.status_code == 202
+            r = httpx2.post(f"{base}/v1/predict/fraud/1/async", headers=GOOD,
+                            json={"features": {"amount": 100.0, "count": i}})
+            posted.append(r.json()["request_id"])
+        events: list[dict[str, Any]] = []
+        block: dict[str, str] = {}
+        for line in lines:
+            if not line:
+                if block.get("event") == "result":
+                    events.append({"id": block["id"], **orjson.loads(block["data"])})
+                block = {}
+                if len(events) == 3:
+                    break
+            elif not line.startswith(":"):
+                name, _, value = line.partition(": ")
+                block[name] = value
+    assert [e["id"] for e in events] == posted == [e["request_id"] for e in events]
+    assert [e["scores"][0] for e in events] == pytest.approx([0.1 + 0.1 * i for i in range(3)])
+

@@ -8,6 +8,8 @@
   by a version the alias named, never going back to an earlier one.
 * ``eventml.testing.chaos`` — kill workers while they run an app, then count every event
   (``python -m eventml.testing.chaos --broker URL --guarantee exactly_once``).
+* :func:`serve_app` — an ASGI app (e.g. ``eventml.api.create_app(...)``) behind a real
+  uvicorn server in a thread, for tests that need sockets (SSE, browsers, fuzzers).
 * :class:`KafkaBroker` — a real single-node Kafka 4.x broker from Maven Central jars;
   the pytest plugin (loaded automatically) offers it as the ``kafka_bootstrap`` fixture.
 """
@@ -24,6 +26,7 @@ from eventml.testing.checkers import (
     check_sequences,
 )
 from eventml.testing.clock import FakeClock
+from eventml.testing.http import serve_app
 from eventml.testing.kafka import KafkaBroker, KafkaUnavailable
 
 __all__ = [
@@ -39,4 +42,5 @@ __all__ = [
     "check_delivery",
     "check_predictions",
     "check_sequences",
+    "serve_app",
 ]
