@@ -132,8 +132,25 @@ def test_serve_json_config_makes_uvicorn_access_lines_json() -> None:
     assert out["path"] == "/v1/topics?api_key=***"
     # uvicorn's coloured copy of a message is left out
     assert "color_message" not in _line(_record("Started", color_message="\x1b[36mStarted\x1b[0m"))
-    # the text format is uvicorn's own
-    assert _log_config("info")["formatters"]["access"]["()"] == "uvicorn.logging.AccessFormatter"
+
+
+
+def test_serve_text_config_keeps_uvicorns_lines_and_masks_keys_in_them() -> None:
+    import importlib
+
+    def made(spec: dict[str, Any]) -> logging.Formatter:  # as logging.config makes it
+        spec = dict(spec)
+        module, _, name = spec.pop("()").rpartition(".")
+        made: logging.Formatter = getattr(importlib.import_module(module), name)(**spec)
+        return made
+
+    formatters = _log_config("info")["formatters"]
+    access, default = made(formatters["access"]), made(formatters["default"])
+    line = access.format(_record('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET",
+                                 f"/v1/topics?api_key={KEY}", "1.1", 401, name="uvicorn.access"))
+    assert KEY not in line and "0123456789abcdef" not in line
+    assert '"GET /v1/topics?api_key=*** HTTP/1.1" 401' in line  # uvicorn's own shape
+    assert KEY not in default.format(_record("Authorization: Bearer %s", KEY, name="uvicorn.error"))
 
 
 @pytest.fixture

@@ -98,11 +98,10 @@ def _log_config(level: str, log_format: str = "text") -> dict[str, Any]:
     ``log_format="json"``: every line (access log included) one JSON object."""
     from uvicorn.config import LOGGING_CONFIG
 
-    config = copy.deepcopy(LOGGING_CONFIG)
-    if log_format == "json":
-        from eventml.observe.logging import uvicorn_formatters
+    from eventml.observe.logging import uvicorn_formatters
 
-        config["formatters"] = uvicorn_formatters("json")
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"] = uvicorn_formatters("json" if log_format == "json" else "text")
     config["loggers"]["eventml"] = {
         "handlers": ["default"],
         "level": "DEBUG" if level in ("debug", "trace") else "INFO",

@@ -160,8 +160,15 @@ def setup(log_format: LogFormat, level: int | str = logging.INFO, *,
 
 def uvicorn_formatters(log_format: LogFormat) -> dict[str, dict[str, Any]]:
     """The ``formatters`` of uvicorn's logging config for ``log_format`` (JSON: both
-    the server's and the access log's lines as JSON)."""
+    the server's and the access log's lines as JSON; text: uvicorn's, secrets masked)."""
     if log_format == "json":
         spec = {"()": f"{__name__}.JsonFormatter"}
         return {"default": dict(spec), "access": dict(spec)}
-    raise ValueError(f"uvicorn's own formatters serve log format 'text', not {log_format!r}")
+    if log_format == "text":  # uvicorn's own lines and colours, secrets masked
+        from uvicorn.config import LOGGING_CONFIG
+
+        own = LOGGING_CONFIG["formatters"]
+        home = "eventml.observe._uvicorn_logging"
+        return {"default": {**own["default"], "()": f"{home}.RedactingDefaultFormatter"},
+                "access": {**own["access"], "()": f"{home}.RedactingAccessFormatter"}}
+    raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, got {log_format!r}")
