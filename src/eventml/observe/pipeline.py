@@ -39,7 +39,6 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from eventml.api.topics import committed_offsets
 from eventml.deadletter.record import dead_letter_topic
 from eventml.engine.graph import To
 from eventml.log import Log, LogError, Record, TopicPartition, UnknownTopic
@@ -248,7 +247,7 @@ class PipelineSampler:
                     continue
                 tps = [TopicPartition(topic, p) for p in sorted(parts)]
                 committed = self._guard(errors, f"offsets of group {group}",
-                                        partial(committed_offsets, self.log, group, tps))
+                                        partial(self.log.committed_offsets, group, tps))
                 if committed is None:
                     continue
                 known = {tp: c for tp, c in committed.items() if c is not None}
