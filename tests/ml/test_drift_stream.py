@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 import uuid
 import zlib
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -17,7 +16,7 @@ from numpy.typing import NDArray
 from eventml.bench.drift import FEATURES, Regime, transactions
 from eventml.deadletter import parse_dead_letter
 from eventml.engine import App, Worker
-from eventml.log import CommitFailed, ConsumerConfig, Log, Message, Record, TopicPartition, open_log
+from eventml.log import ConsumerConfig, Log, Message, Record, TopicPartition, open_log
 from eventml.ml.drift import (
     ErrorRateDetector,
     FeatureDriftDetector,
@@ -27,6 +26,7 @@ from eventml.ml.drift import (
 from eventml.ml.drift.operator import _Step
 from eventml.ml.records import DRIFT_TYPE, DriftDetected
 from eventml.state import StoreSpec, backend_for
+from eventml.testing.faults import refuse_commits
 
 pytest.importorskip("scipy")
 
@@ -139,25 +139,6 @@ def test_drift_events_on_the_log_carry_evidence_and_are_the_cores_alarms(log_url
         log.close()
 
 
-def _refuse_every(worker: Worker, every: int) -> list[int]:
-    """Make every ``every``-th commit of ``worker`` fail as a moved partition would."""
-    begin: Callable[[], Any] = worker._begin
-    count = [0, 0]  # commits begun, refused
-
-    def patched() -> Any:
-        txn = begin()
-        count[0] += 1
-        if count[0] % every == 0:
-            def refuse() -> None:
-                txn.abort()
-                count[1] += 1
-                raise CommitFailed("injected: the partition moved")
-
-            txn.commit = refuse
-        return txn
-
-    worker._begin = patched  # type: ignore[method-assign]
-    return count
 
 
 @pytest.mark.parametrize("broken", [False, True], ids=["keyed-state", "broken-closure"])
@@ -186,7 +167,7 @@ def test_refused_commits_replay_from_the_committed_detector(
         log.append(tx, [_tx(i, r) for i, r in enumerate(x.tolist())])
         log.append(labelled, [_lp(i, bool(e)) for i, e in enumerate(errors.tolist())])
         worker = Worker(app, log=log)
-        count = _refuse_every(worker, 3)
+        count = refuse_commits(worker, 3)
         worker.run(idle_timeout_s=0.3)
         worker.close()
         assert count[1] >= 10  # commits were refused and their batches replayed

@@ -12,7 +12,7 @@ import textwrap
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,6 @@ import pytest
 from eventml.deadletter import PermanentError
 from eventml.engine import App, Worker
 from eventml.log import (
-    CommitFailed,
     ConsumerConfig,
     Log,
     Message,
@@ -34,6 +33,7 @@ from eventml.log import (
 )
 from eventml.ml.inference import InferenceStats
 from eventml.observe.worker import SCORE_BUCKETS, BulkHistograms, WorkerMetrics
+from eventml.testing.faults import refuse_commits
 
 NOW_MS = 1_700_000_100_000  # the worker's clock in these tests: fixed, so latencies are exact
 T0 = 1_700_000_000_000
@@ -92,25 +92,6 @@ def _events(n: int, bad: set[int]) -> list[Message]:
             for i in range(n)]
 
 
-def _refuse_every(worker: Worker, every: int) -> list[int]:
-    """Make every ``every``-th commit of ``worker`` fail as a moved partition would."""
-    begin: Callable[[], Any] = worker._begin
-    count = [0, 0]  # commits begun, refused
-
-    def patched() -> Any:
-        txn = begin()
-        count[0] += 1
-        if count[0] % every == 0:
-            def refuse() -> None:
-                txn.abort()
-                count[1] += 1
-                raise CommitFailed("injected: the partition moved")
-
-            txn.commit = refuse
-        return txn
-
-    worker._begin = patched  # type: ignore[method-assign]
-    return count
 
 
 @pytest.mark.parametrize("refuse", [False, True], ids=["plain", "refused-commits"])
@@ -122,7 +103,7 @@ def test_counts_equal_what_the_log_holds(log_url: tuple[str, Log], refuse: bool)
     log.append("tx", _events(n, bad))
     m = WorkerMetrics(lag_every_s=0.0) if refuse else WorkerMetrics()  # lag: each batch, or 1/s
     worker = Worker(app, log=log, metrics=m, clock_ms=lambda: NOW_MS)
-    refused = _refuse_every(worker, 4) if refuse else [0, 0]
+    refused = refuse_commits(worker, 4) if refuse else [0, 0]
     worker.run(idle_timeout_s=0.3)
     stats = worker.stats
 

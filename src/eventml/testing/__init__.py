@@ -8,6 +8,8 @@
   by a version the alias named, never going back to an earlier one.
 * ``eventml.testing.chaos`` — kill workers while they run an app, then count every event
   (``python -m eventml.testing.chaos --broker URL --guarantee exactly_once``).
+* ``eventml.testing.faults.refuse_commits`` — make a worker's commits fail now and then, as
+  a moved partition would.
 * :func:`serve_app` — an ASGI app (e.g. ``eventml.api.create_app(...)``) behind a real
   uvicorn server in a thread, for tests that need sockets (SSE, browsers, fuzzers).
 * :class:`KafkaBroker` — a real single-node Kafka 4.x broker from Maven Central jars;
